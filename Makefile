@@ -1,0 +1,91 @@
+# herald — one Makefile. `make run` and `make test` are all a newcomer needs.
+#   make / make build   release binary build/release/herald
+#   make run            install what is missing, build, start herald with embedded defaults
+#   make test           install what is missing, build with ASan+UBSan, run every test
+#   make fuzz           run each libFuzzer target for FUZZ_SECONDS (default 60)
+#   make bench          benchmarks against ws, Socket.IO and nchan (bench/README.md)
+
+CC       ?= cc
+PKGS     := openssl zlib jansson libjwt hiredis sqlite3
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+WARN     := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
+BASE_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) -Isrc -MMD -MP $(PKG_CFLAGS)
+LDLIBS   = $(PKG_LIBS) -lhttp_parser -lpthread -lm
+
+REL      := build/release
+TST      := build/test
+REL_CFLAGS := -O2 -g
+SAN      := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+TST_CFLAGS := -O1 -g $(SAN)
+
+SRC      := $(shell find src -name '*.c' | sort)
+LIB_SRC  := $(filter-out src/main.c,$(SRC))
+UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(TST)/unit/%)
+FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
+FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=build/fuzz/%)
+BENCH_SRC := $(sort $(wildcard bench/*.c))
+
+.PHONY: all build run test unit e2e fuzz fuzz-corpus bench deps deps-test clean
+all build: $(REL)/herald
+
+$(REL)/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(BASE_CFLAGS) $(REL_CFLAGS) -c $< -o $@
+$(TST)/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(BASE_CFLAGS) $(TST_CFLAGS) -c $< -o $@
+
+$(REL)/herald: $(SRC:%.c=$(REL)/%.o)
+	$(CC) $(REL_CFLAGS) -o $@ $^ $(LDLIBS)
+$(TST)/herald: $(SRC:%.c=$(TST)/%.o)
+	$(CC) $(TST_CFLAGS) -o $@ $^ $(LDLIBS)
+$(TST)/unit/%: $(TST)/tests/unit/%.o $(LIB_SRC:%.c=$(TST)/%.o)
+	@mkdir -p $(@D)
+	$(CC) $(TST_CFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+# libFuzzer targets: clang, each linking the library objects it needs (all of them).
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -Isrc -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS)
+build/fuzz/%: fuzz/%.c $(LIB_SRC)
+	@mkdir -p $(@D)
+	clang $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(LDLIBS)
+
+build/bench/loadgen: $(BENCH_SRC)
+	@mkdir -p $(@D)
+	$(CC) -std=c11 -D_GNU_SOURCE $(WARN) -O2 -g -Isrc -o $@ $(BENCH_SRC) src/ws/ws_codec.c src/ws/utf8.c src/core/err.c $(LDLIBS)
+
+deps:
+	@scripts/deps.sh build
+deps-test:
+	@scripts/deps.sh test
+
+run: deps
+	@$(MAKE) --no-print-directory $(REL)/herald
+	$(REL)/herald serve $(ARGS)
+
+# Every test: unit tests (cmocka), fuzz targets over their corpora, then end-to-end
+# tests against the sanitized binary with real third-party clients. One summary line.
+test: deps-test
+	@$(MAKE) --no-print-directory $(TST)/herald $(UNIT_BIN) $(REL)/herald
+	@$(MAKE) --no-print-directory $(FUZZ_BIN)
+	@scripts/run-tests.sh
+
+unit: $(UNIT_BIN)
+	@for t in $(UNIT_BIN); do $$t || exit 1; done
+
+FUZZ_SECONDS ?= 60
+fuzz: $(FUZZ_BIN)
+	@for f in $(FUZZ_BIN); do n=$$(basename $$f); mkdir -p fuzz/corpus/$$n build/fuzz-corpus/$$n fuzz/artifacts; \
+	  echo "fuzz: $$n for $(FUZZ_SECONDS)s (new inputs in build/fuzz-corpus/$$n)"; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=fuzz/artifacts/ build/fuzz-corpus/$$n fuzz/corpus/$$n >build/fuzz-$$n.log 2>&1 \
+	  || { tail -30 build/fuzz-$$n.log; exit 1; }; done; echo "fuzz: no crash"
+
+bench: $(REL)/herald build/bench/loadgen
+	@scripts/deps.sh bench
+	@bench/run.sh
+
+clean:
+	rm -rf build
+
+-include $(shell find build -name '*.d' 2>/dev/null)
