@@ -131,6 +131,21 @@ size_t config_apply_file(config_t *c, const char *path, config_problems_t *probl
  * the variable name as path ("env:HERALD_WORKERS"). */
 size_t config_apply_env(config_t *c, char **envp, config_problems_t *problems);
 
+/* Applies one setting given as text, the way HERALD_* variables and command-line
+ * flags give them. key is one of: "listen", "data_dir", "node_id", "api_key" (one
+ * key or several comma-separated; replaces api_keys), "allowed_origins"
+ * (comma-separated), "jwt_secret", "redis_url", "log_level", "workers". Problems are
+ * reported at path (e.g. "--listen" or "env:HERALD_LISTEN"). Returns the number of
+ * problems. */
+size_t config_apply_option(config_t *c, const char *key, const char *value, const char *path,
+                           config_problems_t *problems);
+
+/* config_defaults, then FILE (when not NULL), then the environment: every layer
+ * below command-line flags. The caller applies its flags with config_apply_option
+ * and then calls config_validate. On allocation failure c is zeroed and a problem
+ * at "$" says so. Returns the number of problems. */
+size_t config_load(config_t *c, const char *file, char **envp, config_problems_t *problems);
+
 /* Whole-config checks that need every layer applied (e.g. tls needs both files, a
  * public key file must exist). Returns the number of problems added. */
 size_t config_validate(const config_t *c, config_problems_t *problems);

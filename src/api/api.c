@@ -1,0 +1,330 @@
+#include "api/api.h"
+#include "auth/policy.h"
+#include "core/err.h"
+#include "core/util.h"
+#include "http/http_response.h"
+#include "hub/sequencer.h"
+#include "proto/native.h"
+#include "server.h"
+#include "worker.h"
+
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- authorization ---- */
+
+static bool key_matches(const config_t *cfg, const char *given)
+{
+    size_t glen = strlen(given);
+    bool ok = false;
+    /* Compare against every key, in constant time per key, so timing tells nothing
+     * about which key or which prefix matched. */
+    for (size_t i = 0; i < cfg->api_key_count; i++) {
+        size_t klen = strlen(cfg->api_keys[i]);
+        if (klen == glen && CRYPTO_memcmp(cfg->api_keys[i], given, klen) == 0) ok = true;
+    }
+    return ok;
+}
+
+bool api_authorize(conn_t *c, const http_request_t *req)
+{
+    const config_t *cfg = c->worker->cfg;
+    if (cfg->api_key_count == 0) {
+        /* No keys: loopback only, and not through a proxy on this host (SPEC 9.7). */
+        if (conn_peer_is_loopback(c) && !http_request_header(req, "X-Forwarded-For") &&
+            !http_request_header(req, "Forwarded"))
+            return true;
+        http_respond_error(c, 403, "forbidden",
+                           "no api_keys are configured: the API only accepts direct loopback requests");
+        return false;
+    }
+    const char *auth = http_request_header(req, "Authorization");
+    const char *key = http_request_header(req, "X-API-Key");
+    if (auth && strncasecmp(auth, "Bearer ", 7) == 0) key = auth + 7;
+    if (key && key_matches(cfg, key)) return true;
+    http_respond_error(c, 401, "unauthorized", key ? "invalid API key" : "missing API key");
+    return false;
+}
+
+/* ---- publishing ---- */
+
+static json_t *parse_body(conn_t *c, const http_request_t *req)
+{
+    json_error_t err;
+    json_t *body = req->body ? json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &err) : NULL;
+    if (!json_is_object(body)) {
+        http_respond_error(c, 400, "bad_request", body ? "the body must be a JSON object" : "invalid JSON body");
+        json_decref(body);
+        return NULL;
+    }
+    return body;
+}
+
+/* Channel names the API may publish to: client-valid names, plus $all. */
+static bool api_channel_valid(const char *name, size_t len)
+{
+    return (len == 4 && memcmp(name, "$all", 4) == 0) || channel_name_valid(name, len);
+}
+
+/* Checks event name and data; returns the compact data text (caller frees) or NULL
+ * after answering 400. */
+static char *check_event(conn_t *c, json_t *event, json_t *data)
+{
+    if (!json_is_string(event) || json_string_length(event) == 0 || json_string_length(event) > 255) {
+        http_respond_error(c, 400, "bad_request", "\"event\" must be a string of 1-255 bytes");
+        return NULL;
+    }
+    if (native_is_control_name(json_string_value(event), json_string_length(event))) {
+        http_respond_error(c, 400, "bad_request", "event names may not be control message types");
+        return NULL;
+    }
+    char *text = json_dumps(data ? data : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
+    if (!text) http_respond_error(c, 400, "bad_request", "\"data\" cannot be encoded");
+    return text;
+}
+
+static int publish_one(conn_t *c, const char *channel, size_t len, json_t *event, const char *data,
+                       publish_result_t *r)
+{
+    server_t *s = c->worker->server;
+    uint64_t t0 = time_mono_ns();
+    int rc = sequencer_publish(s->seq, channel, len, json_string_value(event), json_string_length(event), data,
+                               strlen(data), r);
+    if (rc == 0) metrics_observe_publish(&s->metrics, time_mono_ns() - t0);
+    return rc;
+}
+
+static void respond_publish_failure(conn_t *c, int rc)
+{
+    if (rc == HERALD_EUNAVAIL) http_respond_error(c, 503, "unavailable", "a required dependency is down");
+    else http_respond_error(c, 503, "unavailable", err_str(rc));
+}
+
+void api_publish(conn_t *c, const http_request_t *req)
+{
+    json_t *body = parse_body(c, req);
+    if (!body) return;
+    json_t *ch = json_object_get(body, "channel");
+    json_t *idem = json_object_get(body, "idempotency_key");
+    if (!json_is_string(ch) || !api_channel_valid(json_string_value(ch), json_string_length(ch))) {
+        http_respond_error(c, 400, "bad_request",
+                           "\"channel\" must be a valid channel name (1-255 bytes, no spaces or control characters)");
+        json_decref(body);
+        return;
+    }
+    if (idem && !json_is_string(idem)) {
+        http_respond_error(c, 400, "bad_request", "\"idempotency_key\" must be a string");
+        json_decref(body);
+        return;
+    }
+    char *data = check_event(c, json_object_get(body, "event"), json_object_get(body, "data"));
+    if (!data) {
+        json_decref(body);
+        return;
+    }
+    publish_result_t r;
+    int rc = publish_one(c, json_string_value(ch), json_string_length(ch), json_object_get(body, "event"), data, &r);
+    if (rc < 0) respond_publish_failure(c, rc);
+    else
+        http_respond_json(c, 200, json_pack("{sbsssI}", "success", 1, "id", r.id, "offset", (json_int_t)r.offset));
+    free(data);
+    json_decref(body);
+}
+
+void api_broadcast(conn_t *c, const http_request_t *req)
+{
+    json_t *body = parse_body(c, req);
+    if (!body) return;
+    json_t *channels = json_object_get(body, "channels");
+    if (!json_is_array(channels) || json_array_size(channels) == 0) {
+        http_respond_error(c, 400, "bad_request", "\"channels\" must be a non-empty array");
+        json_decref(body);
+        return;
+    }
+    size_t i;
+    json_t *v;
+    json_array_foreach(channels, i, v) {
+        if (!json_is_string(v) || !api_channel_valid(json_string_value(v), json_string_length(v))) {
+            http_respond_error(c, 400, "bad_request", "every channel must be a valid channel name");
+            json_decref(body);
+            return;
+        }
+    }
+    char *data = check_event(c, json_object_get(body, "event"), json_object_get(body, "data"));
+    if (!data) {
+        json_decref(body);
+        return;
+    }
+    json_t *offsets = json_object();
+    int rc = 0;
+    json_array_foreach(channels, i, v) {
+        publish_result_t r;
+        rc = publish_one(c, json_string_value(v), json_string_length(v), json_object_get(body, "event"), data, &r);
+        if (rc < 0) break;
+        json_object_set_new(offsets, json_string_value(v), json_integer((json_int_t)r.offset));
+    }
+    if (rc < 0) {
+        respond_publish_failure(c, rc);
+        json_decref(offsets);
+    } else {
+        http_respond_json(c, 200, json_pack("{sbso}", "success", 1, "offsets", offsets));
+    }
+    free(data);
+    json_decref(body);
+}
+
+/* POST /broadcast, the two shapes existing backends send (SPEC 2):
+ *  {"type":"user","target":"SP1..","event":"stream:created","payload":{}}  channel type:target
+ *  {"type":"job_created","data":{},"channel":"jobs"}                      event is type */
+void api_broadcast_compat(conn_t *c, const http_request_t *req)
+{
+    json_t *body = parse_body(c, req);
+    if (!body) return;
+    json_t *type = json_object_get(body, "type");
+    json_t *event = json_object_get(body, "event");
+    if (!json_is_string(type) || json_string_length(type) == 0) {
+        http_respond_error(c, 400, "bad_request", "\"type\" must be a non-empty string");
+        json_decref(body);
+        return;
+    }
+    char *channel = NULL;
+    json_t *data;
+    if (event) {
+        json_t *target = json_object_get(body, "target");
+        if (target && !json_is_string(target)) {
+            http_respond_error(c, 400, "bad_request", "\"target\" must be a string");
+            json_decref(body);
+            return;
+        }
+        if (strcmp(json_string_value(type), "global") == 0) channel = strdup("$all");
+        else if (target) {
+            buf_t b = {0};
+            buf_printf(&b, "%s:%s", json_string_value(type), json_string_value(target));
+            channel = b.data;
+        } else channel = strdup(json_string_value(type));
+        data = json_object_get(body, "payload");
+        if (!data) data = json_object_get(body, "data");
+    } else {
+        event = type;
+        json_t *ch = json_object_get(body, "channel");
+        if (ch && !json_is_string(ch)) {
+            http_respond_error(c, 400, "bad_request", "\"channel\" must be a string");
+            json_decref(body);
+            return;
+        }
+        channel = strdup(ch ? json_string_value(ch) : "$all");
+        data = json_object_get(body, "data");
+    }
+    if (!channel || !api_channel_valid(channel, strlen(channel))) {
+        http_respond_error(c, 400, "bad_request", "the resulting channel name is not valid");
+        free(channel);
+        json_decref(body);
+        return;
+    }
+    char *text = check_event(c, event, data);
+    if (text) {
+        publish_result_t r;
+        int rc = publish_one(c, channel, strlen(channel), event, text, &r);
+        if (rc < 0) respond_publish_failure(c, rc);
+        else http_respond_json(c, 200, json_pack("{sb}", "success", 1));
+        free(text);
+    }
+    free(channel);
+    json_decref(body);
+}
+
+/* ---- reading ---- */
+
+void api_history(conn_t *c, const http_request_t *req)
+{
+    char channel[512];
+    long n = http_query_param(req->query, "channel", 0, channel, sizeof channel);
+    if (n <= 0 || !api_channel_valid(channel, (size_t)n)) {
+        http_respond_error(c, 400, "bad_request", "?channel= must name a valid channel");
+        return;
+    }
+    server_t *s = c->worker->server;
+    /* No events are kept on this node yet; the reply says where the channel is. */
+    http_respond_json(c, 200, json_pack("{s[]sIss}", "events", "offset",
+                                        (json_int_t)sequencer_latest(s->seq, channel, (size_t)n), "epoch",
+                                        sequencer_epoch(s->seq)));
+}
+
+void api_health(conn_t *c, const http_request_t *req)
+{
+    (void)req;
+    server_t *s = c->worker->server;
+    char ts[ISO_TIME_LEN];
+    time_iso8601(time_wall_ms(), ts);
+    http_respond_json(c, 200, json_pack("{sssssIsI}", "status", "ok", "timestamp", ts, "uptime_s",
+                                        (json_int_t)((time_mono_ms() - s->started_mono_ms) / 1000), "connections",
+                                        (json_int_t)metrics_connections_total(&s->metrics)));
+}
+
+void api_stats(conn_t *c, const http_request_t *req)
+{
+    server_t *s = c->worker->server;
+    char lim[32];
+    size_t limit = 100;
+    if (http_query_param(req->query, "limit", 0, lim, sizeof lim) > 0) {
+        char *end;
+        long v = strtol(lim, &end, 10);
+        if (*end || v < 0) {
+            http_respond_error(c, 400, "bad_request", "?limit= must be a non-negative integer");
+            return;
+        }
+        limit = (size_t)v;
+    }
+    buf_t b = {0};
+    int rc = buf_printf(&b, "{\"connections\":{\"total\":%ld,\"by_protocol\":{\"ws\":%ld,\"socketio\":%ld,\"sse\":%ld},\"by_channel\":",
+                        metrics_connections_total(&s->metrics), atomic_load(&s->metrics.connections[PROTO_WS]),
+                        atomic_load(&s->metrics.connections[PROTO_SOCKETIO]),
+                        atomic_load(&s->metrics.connections[PROTO_SSE]));
+    rc |= sequencer_render_by_channel(s->seq, limit, &b);
+    rc |= buf_printf(&b, "},\"channels\":%ld,\"messages\":{\"published\":%lu,\"delivered\":%lu,\"dropped\":%lu},"
+                         "\"slow_consumers\":%lu,\"workers\":%u}",
+                     sequencer_active_channels(s->seq), atomic_load(&s->metrics.published),
+                     atomic_load(&s->metrics.delivered), atomic_load(&s->metrics.dropped),
+                     atomic_load(&s->metrics.slow_consumers), s->worker_count);
+    if (rc) http_respond_error(c, 503, "unavailable", "out of memory");
+    else http_respond_json_text(c, 200, b.data, b.len);
+    buf_free(&b);
+}
+
+void api_metrics(conn_t *c, const http_request_t *req)
+{
+    (void)req;
+    server_t *s = c->worker->server;
+    buf_t b = {0};
+    if (metrics_render(&s->metrics, sequencer_active_channels(s->seq), &b) < 0)
+        http_respond_error(c, 503, "unavailable", "out of memory");
+    else
+        http_respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len, NULL);
+    buf_free(&b);
+}
+
+/* A small page that shows the live numbers; it reads /stats, nothing else. */
+static const char dashboard_html[] =
+    "<!doctype html><html><head><meta charset=\"utf-8\"><title>herald</title>"
+    "<style>body{font:15px system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse}"
+    "td,th{padding:.3em .8em;border-bottom:1px solid #ddd;text-align:left}h1{font-size:1.4em}"
+    "code{background:#f4f4f4;padding:.1em .3em}</style></head><body><h1>herald</h1>"
+    "<p>Real-time event gateway. Connect to <code>/ws</code>; publish with <code>POST /api/publish</code>.</p>"
+    "<table id=\"t\"><tr><td>loading…</td></tr></table><h2>Channels</h2><table id=\"c\"></table><script>"
+    "async function tick(){try{const s=await (await fetch('/stats?limit=20')).json();"
+    "const rows=[['connections',s.connections.total],['channels',s.channels],['published',s.messages.published],"
+    "['delivered',s.messages.delivered],['dropped',s.messages.dropped]];"
+    "document.getElementById('t').innerHTML=rows.map(r=>'<tr><th>'+r[0]+'</th><td>'+r[1]+'</td></tr>').join('');"
+    "const c=document.getElementById('c');c.textContent='';"
+    "for(const [k,v] of Object.entries(s.connections.by_channel)){const tr=c.insertRow();"
+    "tr.insertCell().textContent=k;tr.insertCell().textContent=v;}}catch(e){}}"
+    "tick();setInterval(tick,2000);</script></body></html>";
+
+void api_dashboard(conn_t *c, const http_request_t *req)
+{
+    (void)req;
+    http_respond(c, 200, "text/html; charset=utf-8", dashboard_html, sizeof dashboard_html - 1,
+                 "Cache-Control: no-store\r\n");
+}

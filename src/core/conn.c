@@ -1,0 +1,343 @@
+#include "core/conn.h"
+#include "core/err.h"
+#include "hub/hub.h"
+#include "http/http_request.h"
+#include "server.h"
+#include "worker.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define FLUSH_IOV_MAX 64
+
+static void on_io(loop_t *loop, loop_io_t *io, uint32_t revents);
+
+static void update_events(conn_t *c)
+{
+    uint32_t ev = (c->read_eof ? 0 : EPOLLIN | EPOLLRDHUP) | (c->write_blocked ? EPOLLOUT : 0);
+    loop_io_modify(c->worker->loop, &c->io, ev);
+}
+static void on_timer_fired(loop_t *loop, loop_timer_t *t);
+
+conn_t *conn_create(worker_t *w, int fd, const struct sockaddr *peer, socklen_t peer_len)
+{
+    conn_t *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->worker = w;
+    c->out.items = c->out.inline_items;
+    c->out.cap = OUTQ_INLINE;
+    c->io.fd = -1;
+    if (peer && peer->sa_family == AF_INET && peer_len >= sizeof(struct sockaddr_in)) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)peer;
+        c->peer.sin6_family = AF_INET6;
+        c->peer.sin6_port = in->sin_port;
+        c->peer.sin6_addr.s6_addr[10] = 0xff;
+        c->peer.sin6_addr.s6_addr[11] = 0xff;
+        memcpy(&c->peer.sin6_addr.s6_addr[12], &in->sin_addr, 4);
+    } else if (peer && peer->sa_family == AF_INET6 && peer_len >= sizeof(struct sockaddr_in6)) {
+        memcpy(&c->peer, peer, sizeof c->peer);
+    }
+    if (loop_io_add(w->loop, &c->io, fd, EPOLLIN | EPOLLRDHUP, on_io) < 0) {
+        free(c);
+        return NULL;
+    }
+    c->next = w->conns;
+    if (w->conns) w->conns->prev = c;
+    w->conns = c;
+    w->conn_count++;
+    return c;
+}
+
+/* ---- send queue ---- */
+
+static int outq_push(outq_t *q, frame_t *f, bool is_event)
+{
+    if (q->count == q->cap) {
+        uint32_t ncap = q->cap * 2;
+        out_item_t *n = malloc(ncap * sizeof *n);
+        if (!n) return HERALD_ENOMEM;
+        for (uint32_t i = 0; i < q->count; i++) n[i] = q->items[(q->head + i) % q->cap];
+        if (q->items != q->inline_items) free(q->items);
+        q->items = n;
+        q->cap = ncap;
+        q->head = 0;
+    }
+    out_item_t *it = &q->items[(q->head + q->count) % q->cap];
+    it->frame = f;
+    it->offset = 0;
+    it->is_event = is_event;
+    q->count++;
+    q->bytes += f->len;
+    return 0;
+}
+
+/* Back to the inline slots once empty: a connection that keeps up holds no heap. */
+static void outq_compact(outq_t *q)
+{
+    if (q->count == 0) {
+        if (q->items != q->inline_items) free(q->items);
+        q->items = q->inline_items;
+        q->cap = OUTQ_INLINE;
+        q->head = 0;
+    }
+}
+
+/* Drops everything queued; returns how many event frames were discarded. */
+static uint64_t outq_clear(outq_t *q)
+{
+    uint64_t events = 0;
+    for (uint32_t i = 0; i < q->count; i++) {
+        out_item_t *it = &q->items[(q->head + i) % q->cap];
+        events += it->is_event;
+        frame_unref(it->frame);
+    }
+    q->count = 0;
+    q->bytes = 0;
+    outq_compact(q);
+    return events;
+}
+
+static void close_slow_consumer(conn_t *c)
+{
+    server_t *s = c->worker->server;
+    atomic_fetch_add_explicit(&s->metrics.slow_consumers, 1, memory_order_relaxed);
+    /* The close frame can only follow whole frames: if the head frame is half
+     * written, the stream cannot carry a valid close, so the TCP close says it. */
+    bool clean = c->out.count == 0 || c->out.items[c->out.head].offset == 0;
+    uint64_t dropped = outq_clear(&c->out);
+    atomic_fetch_add_explicit(&s->metrics.dropped, dropped, memory_order_relaxed);
+    if (clean && c->websocket) {
+        frame_t *f = frame_ws_close(WS_CLOSE_SLOW_CONSUMER, "slow consumer");
+        if (f) {
+            ssize_t w = send(c->io.fd, f->data, f->len, MSG_NOSIGNAL | MSG_DONTWAIT);
+            (void)w;
+            frame_unref(f);
+        }
+    }
+    c->close_code = WS_CLOSE_SLOW_CONSUMER;
+    conn_close(c);
+}
+
+int conn_send(conn_t *c, frame_t *f, bool is_event)
+{
+    if (c->state == CONN_CLOSED) {
+        frame_unref(f);
+        return HERALD_ECLOSED;
+    }
+    const config_t *cfg = c->worker->cfg;
+    if (c->counted && c->out.bytes + f->len > cfg->limits.send_queue_bytes) {
+        frame_unref(f);
+        if (is_event) atomic_fetch_add_explicit(&c->worker->server->metrics.dropped, 1, memory_order_relaxed);
+        close_slow_consumer(c);
+        return HERALD_ECLOSED;
+    }
+    if (outq_push(&c->out, f, is_event) < 0) {
+        frame_unref(f);
+        conn_close(c);
+        return HERALD_ECLOSED;
+    }
+    if (!c->dirty && !c->write_blocked) worker_mark_dirty(c->worker, c);
+    return 0;
+}
+
+int conn_send_bytes(conn_t *c, const void *p, size_t n)
+{
+    frame_t *f = frame_from(p, n);
+    if (!f) {
+        conn_close(c);
+        return HERALD_ENOMEM;
+    }
+    return conn_send(c, f, false);
+}
+
+void conn_flush(conn_t *c)
+{
+    outq_t *q = &c->out;
+    while (q->count > 0 && c->state != CONN_CLOSED) {
+        struct iovec iov[FLUSH_IOV_MAX];
+        int n = 0;
+        size_t want = 0;
+        for (uint32_t i = 0; i < q->count && n < FLUSH_IOV_MAX; i++) {
+            out_item_t *it = &q->items[(q->head + i) % q->cap];
+            iov[n].iov_base = it->frame->data + it->offset;
+            iov[n].iov_len = it->frame->len - it->offset;
+            want += iov[n].iov_len;
+            n++;
+        }
+        ssize_t w = writev(c->io.fd, iov, n);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+            conn_close(c);   /* EPIPE, ECONNRESET: the peer is gone */
+            return;
+        }
+        size_t left = (size_t)w;
+        q->bytes -= left;
+        while (left > 0) {
+            out_item_t *it = &q->items[q->head];
+            size_t rem = it->frame->len - it->offset;
+            if (left < rem) {
+                it->offset += (uint32_t)left;
+                break;
+            }
+            left -= rem;
+            frame_unref(it->frame);
+            q->head = (q->head + 1) % q->cap;
+            q->count--;
+        }
+        if ((size_t)w < want) break;   /* kernel buffer full: wait for EPOLLOUT */
+    }
+    if (c->state == CONN_CLOSED) return;
+    if (q->count > 0) {
+        if (!c->write_blocked) {
+            c->write_blocked = true;
+            update_events(c);
+        }
+        return;
+    }
+    outq_compact(q);
+    if (c->write_blocked) {
+        c->write_blocked = false;
+        update_events(c);
+    }
+    if (c->state == CONN_DRAINING) {
+        conn_close(c);
+        return;
+    }
+    if (c->handler && c->handler->on_drained) c->handler->on_drained(c);
+}
+
+/* ---- events from the loop ---- */
+
+static void on_io(loop_t *loop, loop_io_t *io, uint32_t revents)
+{
+    (void)loop;
+    conn_t *c = (conn_t *)((char *)io - offsetof(conn_t, io));
+    if (revents & EPOLLOUT) {
+        conn_flush(c);
+        if (c->state == CONN_CLOSED) return;
+    }
+    if (c->read_eof) {
+        if (revents & (EPOLLHUP | EPOLLERR)) conn_close(c);
+        return;
+    }
+    if (revents & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+        worker_t *w = c->worker;
+        ssize_t n = read(c->io.fd, w->rbuf, WORKER_READ_BUFFER);
+        if (n > 0) {
+            if (c->state == CONN_OPEN && c->handler) c->handler->on_data(c, w->rbuf, (size_t)n);
+        } else if (n == 0) {
+            c->read_eof = true;
+            if (c->state == CONN_CLOSED) return;
+            update_events(c);
+            if (c->handler && c->handler->on_eof && c->state == CONN_OPEN) c->handler->on_eof(c);
+            else conn_close(c);
+        } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+            conn_close(c);
+        }
+    }
+}
+
+static void on_timer_fired(loop_t *loop, loop_timer_t *t)
+{
+    (void)loop;
+    conn_t *c = (conn_t *)((char *)t - offsetof(conn_t, timer));
+    if (c->state == CONN_CLOSED) return;
+    if (c->state == CONN_DRAINING) {   /* the grace time of close_after_flush ran out */
+        conn_close(c);
+        return;
+    }
+    if (c->handler && c->handler->on_timer) c->handler->on_timer(c);
+}
+
+void conn_set_timeout(conn_t *c, uint64_t ms_from_now)
+{
+    if (c->state == CONN_CLOSED) return;
+    loop_timer_set(c->worker->loop, &c->timer, loop_now_ms(c->worker->loop) + ms_from_now, on_timer_fired);
+}
+
+/* ---- closing ---- */
+
+void conn_close(conn_t *c)
+{
+    if (c->state == CONN_CLOSED) return;
+    worker_t *w = c->worker;
+    c->state = CONN_CLOSED;
+    loop_timer_cancel(&c->timer);
+    if (c->handler && c->handler->on_close) c->handler->on_close(c);
+    hub_unsubscribe_all(w->hub, c);
+    uint64_t dropped = outq_clear(&c->out);
+    if (dropped) atomic_fetch_add_explicit(&w->server->metrics.dropped, dropped, memory_order_relaxed);
+    if (c->counted) {
+        c->counted = false;
+        atomic_fetch_sub_explicit(&w->server->metrics.connections[c->proto], 1, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&w->server->client_connections, 1, memory_order_relaxed);
+    }
+    loop_io_remove(w->loop, &c->io);
+    close(c->io.fd);
+    c->io.fd = -1;
+    /* unlink from the worker's connection list */
+    if (c->prev) c->prev->next = c->next;
+    else w->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+    w->conn_count--;
+    worker_bury(w, c);
+}
+
+void conn_close_after_flush(conn_t *c)
+{
+    if (c->state != CONN_OPEN) return;
+    c->state = CONN_DRAINING;
+    if (c->out.count == 0 && !c->dirty) {
+        conn_close(c);
+        return;
+    }
+    loop_timer_set(c->worker->loop, &c->timer, loop_now_ms(c->worker->loop) + 2000, on_timer_fired);
+}
+
+void conn_free(conn_t *c)
+{
+    if (c->req) {
+        http_request_deinit(c->req);
+        free(c->req);
+    }
+    ws_reader_deinit(&c->ws);
+    free(c->user);
+    free(c);
+}
+
+void conn_peer_str(const conn_t *c, char *out, size_t out_size)
+{
+    const uint8_t *a = c->peer.sin6_addr.s6_addr;
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (memcmp(a, mapped, 12) == 0) inet_ntop(AF_INET, a + 12, out, (socklen_t)out_size);
+    else inet_ntop(AF_INET6, a, out, (socklen_t)out_size);
+}
+
+bool conn_peer_is_loopback(const conn_t *c)
+{
+    const uint8_t *a = c->peer.sin6_addr.s6_addr;
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (memcmp(a, mapped, 12) == 0) return a[12] == 127;
+    return IN6_IS_ADDR_LOOPBACK(&c->peer.sin6_addr);
+}
+
+void conn_id_str(const conn_t *c, char out[37])
+{
+    static const char hex[] = "0123456789abcdef";
+    char *o = out;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10) *o++ = '-';
+        *o++ = hex[c->conn_id[i] >> 4];
+        *o++ = hex[c->conn_id[i] & 15];
+    }
+    *o = '\0';
+}

@@ -1,0 +1,134 @@
+/* conn: one client socket on a worker's loop, whatever its protocol.
+ *
+ * Owns: the socket, its send queue (references to shared frames), its timer, and
+ * the session fields a subscriber connection needs (id, user, subscriptions, the
+ * WebSocket reader). The protocol in charge is a conn_handler_t that can change
+ * once (HTTP -> WebSocket upgrade).
+ *
+ * Sending: conn_send queues a frame reference and marks the connection dirty; the
+ * worker flushes dirty connections once per loop batch with writev, several frames
+ * per system call. EPOLLOUT is armed only after a short write. The queue is a ring
+ * with a few inline slots, so an idle or keeping-up connection holds no heap memory
+ * for output; past limits.send_queue_bytes a subscriber connection is a slow
+ * consumer and is closed with 4008 without slowing anyone else.
+ *
+ * Closing: conn_close tears the connection down at once (socket closed, unlinked
+ * from hub and timers) but frees its memory only after the current loop batch, so a
+ * close inside any handler is safe. Idempotent.
+ *
+ * Thread: the owning worker's loop thread only. */
+#ifndef HERALD_CONN_H
+#define HERALD_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <netinet/in.h>
+
+#include "core/frame.h"
+#include "core/loop.h"
+#include "ws/ws_codec.h"
+
+struct worker;
+struct sub;
+struct http_request;
+typedef struct conn conn_t;
+
+typedef struct conn_handler {
+    const char *name;
+    /* Bytes arrived, in the worker's shared read buffer (writable, valid only
+     * during the call). */
+    void (*on_data)(conn_t *c, uint8_t *data, size_t len);
+    void (*on_eof)(conn_t *c);         /* the peer closed its sending side */
+    void (*on_timer)(conn_t *c);       /* c->timer fired */
+    void (*on_drained)(conn_t *c);     /* optional: the send queue became empty */
+    void (*on_close)(conn_t *c);       /* release protocol state; the socket is closed */
+} conn_handler_t;
+
+typedef struct out_item {
+    frame_t *frame;
+    uint32_t offset;   /* bytes of frame already written */
+    uint32_t is_event; /* counts as a dropped message if discarded */
+} out_item_t;
+
+#define OUTQ_INLINE 4
+
+typedef struct outq {
+    out_item_t inline_items[OUTQ_INLINE];
+    out_item_t *items;     /* inline_items, or a heap ring while more are queued */
+    uint32_t head, count, cap;
+    uint64_t bytes;        /* unwritten bytes queued */
+} outq_t;
+
+enum conn_state { CONN_OPEN = 0, CONN_DRAINING, CONN_CLOSED };
+
+struct conn {
+    loop_io_t io;
+    loop_timer_t timer;
+    struct worker *worker;
+    const conn_handler_t *handler;
+    conn_t *prev, *next;          /* the worker's list of connections */
+    conn_t *dirty_next;           /* the worker's flush list, or graveyard after close */
+    outq_t out;
+    uint8_t state;                /* enum conn_state */
+    uint8_t proto;                /* enum metrics_proto once counted as a client connection */
+    uint8_t format;               /* event_format_t of deliveries */
+    bool dirty;
+    bool counted;                 /* counts towards max_connections and the gauges */
+    bool in_all;                  /* receives events of $all */
+    bool write_blocked;           /* EPOLLOUT armed: the kernel buffer was full */
+    bool read_eof;                /* the peer closed its side: EPOLLIN no longer watched */
+    bool websocket;               /* upgraded: speaks RFC 6455 frames */
+    bool http_close;              /* HTTP: close once the current response is written */
+    bool ws_close_sent, ws_close_received;
+    uint16_t close_code;
+    struct sockaddr_in6 peer;     /* IPv4 peers are stored mapped (::ffff:a.b.c.d) */
+
+    /* HTTP: allocated while a request is being read, freed after it */
+    struct http_request *req;
+
+    /* session fields of a subscriber connection */
+    uint8_t conn_id[16];
+    char *user;                   /* JWT sub, or NULL */
+    struct sub *subs;             /* this connection's subscriptions (hub) */
+    uint32_t sub_count;           /* not counting $all */
+    uint64_t last_recv_ms;
+    uint64_t ping_sent_ms;
+    ws_reader_t ws;
+    const struct ws_app *ws_app;  /* the protocol spoken over WebSocket */
+    void *proto_data;             /* a protocol's own extra state, if it needs any */
+};
+
+conn_t *conn_create(struct worker *w, int fd, const struct sockaddr *peer, socklen_t peer_len);
+
+/* Queues one frame reference (taken over by the connection). Returns 0, or
+ * HERALD_ECLOSED if the connection is closed or was just closed as a slow consumer
+ * (the reference is released either way). is_event marks an event delivery. */
+int conn_send(conn_t *c, frame_t *f, bool is_event);
+
+/* Copies bytes into a new frame and queues it. */
+int conn_send_bytes(conn_t *c, const void *p, size_t n);
+
+/* Writes as much of the queue as the kernel takes. Called by the worker. */
+void conn_flush(conn_t *c);
+
+/* Tears down now (the memory is freed after the batch). */
+void conn_close(conn_t *c);
+
+/* Closes once everything queued has been written (or after a short grace time). */
+void conn_close_after_flush(conn_t *c);
+
+/* Arms the connection's timer (milliseconds from now) for handler->on_timer. */
+void conn_set_timeout(conn_t *c, uint64_t ms_from_now);
+
+/* "a.b.c.d" or "::1" */
+void conn_peer_str(const conn_t *c, char *out, size_t out_size);
+bool conn_peer_is_loopback(const conn_t *c);
+
+/* Formats the connection id as a UUID string. */
+void conn_id_str(const conn_t *c, char out[37]);
+
+/* Frees the connection's memory: called by the worker after the batch. */
+void conn_free(conn_t *c);
+
+#endif

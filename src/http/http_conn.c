@@ -1,0 +1,113 @@
+#include "http/http_conn.h"
+#include "core/err.h"
+#include "http/http_request.h"
+#include "http/http_response.h"
+#include "server.h"
+#include "worker.h"
+
+#include <stdlib.h>
+
+static void on_data(conn_t *c, uint8_t *data, size_t len);
+static void on_eof(conn_t *c);
+static void on_timer(conn_t *c);
+static void on_close(conn_t *c);
+
+const conn_handler_t http_conn_handler = {
+    .name = "http", .on_data = on_data, .on_eof = on_eof, .on_timer = on_timer, .on_close = on_close,
+};
+
+void http_conn_start(conn_t *c)
+{
+    c->handler = &http_conn_handler;
+    conn_set_timeout(c, HTTP_REQUEST_TIMEOUT_MS);
+}
+
+static void drop_request(conn_t *c)
+{
+    if (!c->req) return;
+    http_request_deinit(c->req);
+    free(c->req);
+    c->req = NULL;
+}
+
+static const char *error_code_for(int status)
+{
+    switch (status) {
+    case 413: return "too_large";
+    case 414: return "too_large";
+    case 431: return "too_large";
+    default: return "bad_request";
+    }
+}
+
+static void on_data(conn_t *c, uint8_t *data, size_t len)
+{
+    const config_t *cfg = c->worker->cfg;
+    while (len > 0 && c->state == CONN_OPEN && c->handler == &http_conn_handler) {
+        if (!c->req) {
+            c->req = malloc(sizeof *c->req);
+            if (!c->req) {
+                conn_close(c);
+                return;
+            }
+            http_request_init(c->req, cfg->limits.max_body_bytes);
+            conn_set_timeout(c, HTTP_REQUEST_TIMEOUT_MS);
+        }
+        long n = http_request_feed(c->req, (const char *)data, len);
+        if (n < 0) {
+            int status = c->req->error_status ? c->req->error_status : 400;
+            http_set_close(c);
+            http_respond_error(c, status, error_code_for(status),
+                               status == 413   ? "request body over limits.max_body_bytes"
+                               : status == 400 ? "malformed HTTP request"
+                                               : "request head too large");
+            drop_request(c);
+            conn_close_after_flush(c);
+            return;
+        }
+        data += n;
+        len -= (size_t)n;
+        if (!c->req->complete) {
+            if (n == 0) {   /* no progress and no error: never spin */
+                conn_close(c);
+                return;
+            }
+            continue;
+        }
+        atomic_fetch_add_explicit(&c->worker->server->metrics.http_requests, 1, memory_order_relaxed);
+        if (!c->req->keep_alive) http_set_close(c);
+        server_route(c, c->req);
+        if (c->state == CONN_CLOSED) return;
+        drop_request(c);
+        if (c->handler != &http_conn_handler) {
+            /* upgraded: whatever followed the request belongs to the new protocol */
+            if (len > 0 && c->state == CONN_OPEN) c->handler->on_data(c, data, len);
+            return;
+        }
+        if (c->http_close) {
+            conn_close_after_flush(c);
+            return;
+        }
+        conn_set_timeout(c, HTTP_IDLE_TIMEOUT_MS);
+    }
+}
+
+static void on_eof(conn_t *c)
+{
+    /* A client that half-closes after its last request still gets its responses. */
+    if (c->out.count > 0 || c->dirty) conn_close_after_flush(c);
+    else conn_close(c);
+}
+
+static void on_timer(conn_t *c)
+{
+    if (c->req && !c->req->complete && c->req->head_bytes > 0) {
+        http_set_close(c);
+        http_respond_error(c, 408, "timeout", "request not completed in time");
+        conn_close_after_flush(c);
+        return;
+    }
+    conn_close(c);
+}
+
+static void on_close(conn_t *c) { drop_request(c); }

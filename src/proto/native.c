@@ -1,0 +1,335 @@
+#include "proto/native.h"
+#include "auth/policy.h"
+#include "core/err.h"
+#include "core/util.h"
+#include "hub/hub.h"
+#include "hub/sequencer.h"
+#include "server.h"
+#include "worker.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const control_names[] = {"connected", "subscribed", "unsubscribed", "published",
+                                            "history", "pong", "error"};
+
+bool native_is_control_name(const char *name, size_t len)
+{
+    for (size_t i = 0; i < sizeof control_names / sizeof *control_names; i++)
+        if (strlen(control_names[i]) == len && memcmp(control_names[i], name, len) == 0) return true;
+    return false;
+}
+
+static principal_t principal_of(const conn_t *c)
+{
+    principal_t p = {.user = c->user};
+    return p;
+}
+
+/* Sends a JSON object (reference taken) as one text message. */
+static void send_json(conn_t *c, json_t *msg)
+{
+    char *s = json_dumps(msg, JSON_COMPACT);
+    json_decref(msg);
+    if (!s) {
+        conn_close(c);
+        return;
+    }
+    ws_transport_send_text(c, s, strlen(s));
+    free(s);
+}
+
+static json_t *reply(const char *type, json_t *id, json_t *data)
+{
+    json_t *m = json_object();
+    json_object_set_new(m, "type", json_string(type));
+    if (id) json_object_set(m, "id", id);
+    if (data) json_object_set_new(m, "data", data);
+    return m;
+}
+
+static void send_error(conn_t *c, json_t *id, const char *code, const char *message, const char *channel)
+{
+    json_t *d = json_pack("{ssss}", "code", code, "message", message);
+    if (channel) json_object_set_new(d, "channel", json_string(channel));
+    send_json(c, reply("error", id, d));
+}
+
+static json_t *timestamp_now(void)
+{
+    char ts[ISO_TIME_LEN];
+    time_iso8601(time_wall_ms(), ts);
+    return json_string(ts);
+}
+
+/* ---- connect ---- */
+
+static const char *lookup_sub(void *ctx, const char *key, size_t len)
+{
+    const conn_t *c = ctx;
+    return len == 3 && memcmp(key, "sub", 3) == 0 ? c->user : NULL;
+}
+
+static void on_open(conn_t *c, const struct http_request *req)
+{
+    (void)req;
+    const config_t *cfg = c->worker->cfg;
+    principal_t p = principal_of(c);
+    json_t *joined = json_array();
+    for (size_t i = 0; i < cfg->auto_join_count; i++) {
+        char *ch = policy_expand_template(cfg->auto_join[i], lookup_sub, c);
+        if (!ch) continue;   /* the template needs a {sub} this connection lacks */
+        size_t len = strlen(ch);
+        uint64_t off;
+        if (channel_name_valid(ch, len) && c->sub_count < cfg->limits.max_channels_per_connection &&
+            policy_check(cfg, &p, POLICY_SUBSCRIBE, ch, len) == VERDICT_ALLOW &&
+            hub_subscribe(c->worker->hub, c, ch, len, &off) == 0)
+            json_array_append_new(joined, json_string(ch));
+        free(ch);
+    }
+    char id[37];
+    conn_id_str(c, id);
+    json_t *d = json_object();
+    json_object_set_new(d, "connection_id", json_string(id));
+    json_object_set_new(d, "user", c->user ? json_string(c->user) : json_null());
+    json_object_set_new(d, "channels", joined);
+    json_object_set_new(d, "epoch", json_string(sequencer_epoch(c->worker->server->seq)));
+    json_t *m = reply("connected", NULL, d);
+    json_object_set_new(m, "timestamp", timestamp_now());
+    send_json(c, m);
+}
+
+/* ---- subscribe / unsubscribe ---- */
+
+/* Collects the channel list of a subscribe/unsubscribe ("channels": [...] or
+ * "channel": "..."). Returns a new array of strings, or NULL after replying with
+ * the error. */
+static json_t *channel_list(conn_t *c, json_t *msg, json_t *id)
+{
+    json_t *one = json_object_get(msg, "channel");
+    json_t *many = json_object_get(msg, "channels");
+    json_t *list;
+    if (json_is_string(one) && !many) {
+        list = json_pack("[O]", one);
+    } else if (json_is_array(many) && json_array_size(many) > 0 && !one) {
+        list = json_incref(many);
+    } else {
+        send_error(c, id, "bad_request", "give \"channels\" (a non-empty array) or \"channel\" (a string)", NULL);
+        return NULL;
+    }
+    size_t i;
+    json_t *v;
+    json_array_foreach(list, i, v) {
+        if (!json_is_string(v)) {
+            send_error(c, id, "bad_request", "channel names are strings", NULL);
+            json_decref(list);
+            return NULL;
+        }
+        const char *name = json_string_value(v);
+        size_t len = json_string_length(v);
+        if (!channel_name_valid(name, len)) {
+            send_error(c, id, "bad_request",
+                       name[0] == '$' ? "reserved channel: clients cannot use $ channels"
+                                      : "invalid channel name (1-255 bytes, no spaces or control characters)",
+                       name);
+            json_decref(list);
+            return NULL;
+        }
+    }
+    return list;
+}
+
+/* The recovery position a client asked for: {"jobs":41} with an optional top-level
+ * epoch, or {"jobs":{"offset":41,"epoch":"..."}}. */
+static bool since_for(json_t *since, json_t *top_epoch, const char *ch, uint64_t *offset, const char **epoch)
+{
+    json_t *v = json_object_get(since, ch);
+    if (!v) return false;
+    *epoch = json_string_value(top_epoch);
+    if (json_is_integer(v) && json_integer_value(v) >= 0) {
+        *offset = (uint64_t)json_integer_value(v);
+        return true;
+    }
+    if (json_is_object(v)) {
+        json_t *o = json_object_get(v, "offset");
+        if (!json_is_integer(o) || json_integer_value(o) < 0) return false;
+        *offset = (uint64_t)json_integer_value(o);
+        if (json_is_string(json_object_get(v, "epoch"))) *epoch = json_string_value(json_object_get(v, "epoch"));
+        return true;
+    }
+    return false;
+}
+
+static void handle_subscribe(conn_t *c, json_t *msg, json_t *id)
+{
+    const config_t *cfg = c->worker->cfg;
+    hub_t *hub = c->worker->hub;
+    json_t *list = channel_list(c, msg, id);
+    if (!list) return;
+    json_t *since = json_object_get(msg, "since");
+    if (since && !json_is_object(since)) {
+        send_error(c, id, "bad_request", "\"since\" is an object of channel offsets", NULL);
+        json_decref(list);
+        return;
+    }
+    /* All or nothing: check the limit and every policy before joining any. */
+    size_t i, fresh = 0;
+    json_t *v;
+    principal_t p = principal_of(c);
+    json_array_foreach(list, i, v) {
+        const char *name = json_string_value(v);
+        size_t len = json_string_length(v);
+        if (!hub_is_subscribed(hub, c, name, len)) fresh++;
+        policy_verdict_t verdict = policy_check(cfg, &p, POLICY_SUBSCRIBE, name, len);
+        if (verdict != VERDICT_ALLOW) {
+            send_error(c, id, verdict == VERDICT_UNAUTHORIZED ? "unauthorized" : "forbidden",
+                       verdict == VERDICT_UNAUTHORIZED ? "this channel needs an authenticated connection"
+                                                       : "not allowed to subscribe to this channel",
+                       name);
+            json_decref(list);
+            return;
+        }
+    }
+    if (c->sub_count + fresh > cfg->limits.max_channels_per_connection) {
+        send_error(c, id, "too_many_channels", "over limits.max_channels_per_connection", NULL);
+        json_decref(list);
+        return;
+    }
+    const char *epoch = sequencer_epoch(c->worker->server->seq);
+    json_t *names = json_array(), *offsets = json_object(), *epochs = json_object(), *recovered = NULL;
+    json_array_foreach(list, i, v) {
+        const char *name = json_string_value(v);
+        size_t len = json_string_length(v);
+        uint64_t latest = 0;
+        int rc = hub_subscribe(hub, c, name, len, &latest);
+        if (rc < 0 && rc != HERALD_EEXIST) {
+            send_error(c, id, "unavailable", "out of memory", name);
+            break;
+        }
+        json_array_append(names, v);
+        json_object_set_new(offsets, name, json_integer((json_int_t)latest));
+        json_object_set_new(epochs, name, json_string(epoch));
+        uint64_t want;
+        const char *want_epoch = NULL;
+        if (since && since_for(since, json_object_get(msg, "epoch"), name, &want, &want_epoch)) {
+            /* Without stored history only a client that missed nothing is whole. */
+            bool ok = want == latest && (!want_epoch || strcmp(want_epoch, epoch) == 0);
+            if (!recovered) recovered = json_object();
+            json_object_set_new(recovered, name, json_boolean(ok));
+        }
+    }
+    json_t *d = json_pack("{so so so}", "channels", names, "offsets", offsets, "epochs", epochs);
+    if (recovered) json_object_set_new(d, "recovered", recovered);
+    send_json(c, reply("subscribed", id, d));
+    json_decref(list);
+}
+
+static void handle_unsubscribe(conn_t *c, json_t *msg, json_t *id)
+{
+    json_t *list = channel_list(c, msg, id);
+    if (!list) return;
+    size_t i;
+    json_t *v;
+    json_array_foreach(list, i, v)
+        hub_unsubscribe(c->worker->hub, c, json_string_value(v), json_string_length(v));
+    send_json(c, reply("unsubscribed", id, json_pack("{sO}", "channels", list)));
+    json_decref(list);
+}
+
+/* ---- publish / history / ping ---- */
+
+static void handle_publish(conn_t *c, json_t *msg, json_t *id)
+{
+    const config_t *cfg = c->worker->cfg;
+    json_t *ch = json_object_get(msg, "channel"), *ev = json_object_get(msg, "event");
+    if (!json_is_string(ch) || !json_is_string(ev) || json_string_length(ev) == 0 ||
+        json_string_length(ev) > 255) {
+        send_error(c, id, "bad_request", "publish needs \"channel\" and \"event\" strings", NULL);
+        return;
+    }
+    const char *name = json_string_value(ch);
+    size_t len = json_string_length(ch);
+    if (!channel_name_valid(name, len)) {
+        send_error(c, id, "bad_request", "invalid channel name", name);
+        return;
+    }
+    if (native_is_control_name(json_string_value(ev), json_string_length(ev))) {
+        send_error(c, id, "bad_request", "event names may not be control message types", name);
+        return;
+    }
+    principal_t p = principal_of(c);
+    policy_verdict_t verdict = policy_check(cfg, &p, POLICY_PUBLISH, name, len);
+    if (verdict != VERDICT_ALLOW) {
+        send_error(c, id, verdict == VERDICT_UNAUTHORIZED ? "unauthorized" : "forbidden",
+                   "not allowed to publish on this channel", name);
+        return;
+    }
+    json_t *data = json_object_get(msg, "data");
+    char *text = json_dumps(data ? data : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
+    if (!text) {
+        send_error(c, id, "bad_request", "data cannot be encoded", name);
+        return;
+    }
+    server_t *s = c->worker->server;
+    uint64_t t0 = time_mono_ns();
+    publish_result_t r;
+    int rc = sequencer_publish(s->seq, name, len, json_string_value(ev), json_string_length(ev), text,
+                               strlen(text), &r);
+    free(text);
+    if (rc < 0) {
+        send_error(c, id, "unavailable", err_str(rc), name);
+        return;
+    }
+    metrics_observe_publish(&s->metrics, time_mono_ns() - t0);
+    send_json(c, reply("published", id,
+                       json_pack("{sssIss}", "channel", name, "offset", (json_int_t)r.offset, "id", r.id)));
+}
+
+static void handle_history(conn_t *c, json_t *msg, json_t *id)
+{
+    json_t *ch = json_object_get(msg, "channel");
+    if (!json_is_string(ch) || !channel_name_valid(json_string_value(ch), json_string_length(ch))) {
+        send_error(c, id, "bad_request", "history needs a valid \"channel\"", NULL);
+        return;
+    }
+    principal_t p = principal_of(c);
+    const char *name = json_string_value(ch);
+    size_t len = json_string_length(ch);
+    if (policy_check(c->worker->cfg, &p, POLICY_SUBSCRIBE, name, len) != VERDICT_ALLOW) {
+        send_error(c, id, "forbidden", "not allowed to read this channel", name);
+        return;
+    }
+    /* No events are stored yet on this node: the reply says where the channel is,
+     * so a client can tell whether it missed anything. */
+    server_t *s = c->worker->server;
+    json_t *d = json_pack("{sss[]sIss}", "channel", name, "events", "offset",
+                          (json_int_t)sequencer_latest(s->seq, name, len), "epoch", sequencer_epoch(s->seq));
+    send_json(c, reply("history", id, d));
+}
+
+static void on_text(conn_t *c, char *data, size_t len)
+{
+    json_error_t err;
+    json_t *msg = json_loadb(data, len, JSON_REJECT_DUPLICATES, &err);
+    if (!json_is_object(msg)) {
+        send_error(c, NULL, "bad_request", msg ? "a message is a JSON object" : "invalid JSON", NULL);
+        json_decref(msg);
+        return;
+    }
+    json_t *id = json_object_get(msg, "id");
+    const char *type = json_string_value(json_object_get(msg, "type"));
+    if (!type) send_error(c, id, "bad_request", "missing \"type\"", NULL);
+    else if (strcmp(type, "subscribe") == 0) handle_subscribe(c, msg, id);
+    else if (strcmp(type, "unsubscribe") == 0) handle_unsubscribe(c, msg, id);
+    else if (strcmp(type, "ping") == 0) {
+        json_t *m = reply("pong", id, NULL);
+        json_object_set_new(m, "timestamp", timestamp_now());
+        send_json(c, m);
+    } else if (strcmp(type, "publish") == 0) handle_publish(c, msg, id);
+    else if (strcmp(type, "history") == 0) handle_history(c, msg, id);
+    else send_error(c, id, "bad_request", "unknown message type", NULL);
+    json_decref(msg);
+}
+
+const ws_app_t native_app = {.name = "native", .on_open = on_open, .on_text = on_text};

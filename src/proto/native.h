@@ -1,0 +1,20 @@
+/* native: herald's own JSON protocol on /ws (SPEC section 3).
+ *
+ * Client messages (subscribe, unsubscribe, ping, publish, history) are parsed with
+ * jansson and answered with control messages; events arrive as the shared native
+ * frames the hub queues. Every subscribe and publish goes through the channel
+ * policy (auth/policy), the same one every protocol uses.
+ *
+ * Owns nothing beyond the connection's session fields. Loop thread of the
+ * connection. */
+#ifndef HERALD_NATIVE_H
+#define HERALD_NATIVE_H
+
+#include "proto/ws_transport.h"
+
+extern const ws_app_t native_app;
+
+/* True for the names of control messages, which events may not use (SPEC 9.1). */
+bool native_is_control_name(const char *name, size_t len);
+
+#endif

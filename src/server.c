@@ -1,0 +1,216 @@
+#include "server.h"
+#include "api/api.h"
+#include "core/err.h"
+#include "http/http_request.h"
+#include "http/http_response.h"
+#include "hub/event.h"
+#include "hub/sequencer.h"
+#include "log.h"
+#include "proto/native.h"
+#include "proto/ws_transport.h"
+#include "worker.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* ---- listeners ---- */
+
+/* One listening socket per worker on the same address (SO_REUSEPORT): the kernel
+ * spreads new connections over the workers, with no shared accept lock. */
+static int open_listener(const config_t *cfg)
+{
+    char port[8];
+    snprintf(port, sizeof port, "%u", cfg->listen_port);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
+    struct addrinfo *res;
+    const char *host = cfg->listen_host && *cfg->listen_host ? cfg->listen_host : NULL;
+    if (getaddrinfo(host, port, &hints, &res) != 0) return HERALD_EINVAL;
+    int fd = -1;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) continue;
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 4096) == 0) break;
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    return fd >= 0 ? fd : HERALD_EIO;
+}
+
+static unsigned worker_count_for(const config_t *cfg)
+{
+    if (cfg->workers) return cfg->workers;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (unsigned)n : 1;
+}
+
+void server_dispatch(void *ctx, event_t *ev)
+{
+    server_t *s = ctx;
+    atomic_fetch_add_explicit(&s->metrics.published, 1, memory_order_relaxed);
+    for (unsigned i = 0; i < s->worker_count; i++) {
+        if (worker_post(&s->workers[i], INBOX_EVENT, event_ref(ev), 0) < 0) {
+            event_unref(ev);
+            log_msg(LOG_ERROR, "out of memory queueing an event", "channel", ev->channel, NULL);
+        }
+    }
+}
+
+int server_start(server_t *s, const config_t *cfg)
+{
+    memset(s, 0, sizeof *s);
+    s->cfg = cfg;
+    s->started_wall_ms = time_wall_ms();
+    s->started_mono_ms = time_mono_ms();
+    snprintf(s->version, sizeof s->version, "%s", HERALD_VERSION);
+    s->seq = sequencer_create(cfg, server_dispatch, s);
+    s->worker_count = worker_count_for(cfg);
+    s->workers = calloc(s->worker_count, sizeof *s->workers);
+    if (!s->seq || !s->workers) return HERALD_ENOMEM;
+    for (unsigned i = 0; i < s->worker_count; i++) {
+        int fd = open_listener(cfg);
+        if (fd < 0) {
+            log_msg(LOG_ERROR, "cannot listen", "address", cfg->listen, "error", strerror(errno), NULL);
+            s->worker_count = i;
+            return fd;
+        }
+        int rc = worker_init(&s->workers[i], s, i, fd);
+        if (rc < 0) {
+            s->worker_count = i + 1;
+            return rc;
+        }
+    }
+    for (unsigned i = 0; i < s->worker_count; i++) {
+        int rc = worker_start(&s->workers[i]);
+        if (rc < 0) return rc;
+    }
+    char n[16];
+    snprintf(n, sizeof n, "%u", s->worker_count);
+    log_msg(LOG_INFO, "listening", "address", cfg->listen, "workers", n, "version", HERALD_VERSION, NULL);
+    if (cfg->api_key_count == 0)
+        log_msg(LOG_WARN, "no api_keys configured: the HTTP API accepts direct loopback requests only", NULL);
+    return 0;
+}
+
+void server_stop(server_t *s)
+{
+    for (unsigned i = 0; i < s->worker_count; i++) worker_post(&s->workers[i], INBOX_SHUTDOWN, NULL, 0);
+    for (unsigned i = 0; i < s->worker_count; i++) {
+        if (s->workers[i].thread) worker_join(&s->workers[i]);
+    }
+    for (unsigned i = 0; i < s->worker_count; i++) worker_deinit(&s->workers[i]);
+    free(s->workers);
+    s->workers = NULL;
+    sequencer_destroy(s->seq);
+    s->seq = NULL;
+}
+
+/* ---- routing ---- */
+
+static bool origin_allowed(const config_t *cfg, const char *origin)
+{
+    if (cfg->allowed_origin_count == 0 || !origin) return true;   /* non-browser clients send none */
+    for (size_t i = 0; i < cfg->allowed_origin_count; i++)
+        if (strcmp(cfg->allowed_origins[i], "*") == 0 || strcasecmp(cfg->allowed_origins[i], origin) == 0)
+            return true;
+    return false;
+}
+
+/* RFC 6455 4.2.1 checks, in the order that gives the most useful answer. Returns
+ * true when the upgrade may go ahead; otherwise the response is queued. */
+static bool websocket_handshake_ok(conn_t *c, const http_request_t *req)
+{
+    const config_t *cfg = c->worker->cfg;
+    if (strcmp(req->method, "GET") != 0) {
+        http_respond(c, 405, "application/json",
+                     "{\"error\":\"method_not_allowed\",\"message\":\"WebSocket handshakes use GET\"}", 72,
+                     "Allow: GET\r\n");
+        return false;
+    }
+    const char *upgrade = http_request_header(req, "Upgrade");
+    const char *connection = http_request_header(req, "Connection");
+    if (!upgrade || !http_header_has_token(upgrade, "websocket") || !connection ||
+        !http_header_has_token(connection, "upgrade")) {
+        http_respond_error(c, 400, "bad_request", "this endpoint needs a WebSocket upgrade request");
+        return false;
+    }
+    const char *version = http_request_header(req, "Sec-WebSocket-Version");
+    if (!version || strcmp(version, "13") != 0) {
+        http_respond(c, 426, "application/json",
+                     "{\"error\":\"bad_request\",\"message\":\"unsupported WebSocket version: use 13\"}", 74,
+                     "Sec-WebSocket-Version: 13\r\n");
+        return false;
+    }
+    const char *key = http_request_header(req, "Sec-WebSocket-Key");
+    if (!key || !ws_key_valid(key, strlen(key))) {
+        http_respond_error(c, 400, "bad_request", "missing or malformed Sec-WebSocket-Key");
+        return false;
+    }
+    if (!origin_allowed(cfg, http_request_header(req, "Origin"))) {
+        http_respond_error(c, 403, "forbidden", "origin not allowed");
+        return false;
+    }
+    long open = atomic_load_explicit(&c->worker->server->client_connections, memory_order_relaxed);
+    if (open >= (long)cfg->limits.max_connections) {
+        http_respond_error(c, 503, "unavailable", "server at limits.max_connections");
+        return false;
+    }
+    return true;
+}
+
+typedef void (*api_handler_fn)(conn_t *c, const http_request_t *req);
+
+typedef struct route_entry {
+    const char *path;
+    const char *method;
+    bool needs_api_key;
+    api_handler_fn fn;
+} route_entry_t;
+
+static const route_entry_t api_routes[] = {
+    {"/api/publish", "POST", true, api_publish},
+    {"/api/broadcast", "POST", true, api_broadcast},
+    {"/broadcast", "POST", true, api_broadcast_compat},
+    {"/api/history", "GET", true, api_history},
+    {"/health", "GET", false, api_health},
+    {"/stats", "GET", false, api_stats},
+    {"/metrics", "GET", false, api_metrics},
+    {"/", "GET", false, api_dashboard},
+};
+
+void server_route(conn_t *c, http_request_t *req)
+{
+    /* An upgrade request that is not upgraded leaves the stream in an unknown
+     * protocol: answer it and close. */
+    if (req->upgrade) http_set_close(c);
+    const char *path = req->path;
+    if (strcmp(path, "/ws") == 0) {
+        if (websocket_handshake_ok(c, req)) ws_transport_upgrade(c, req, &native_app, PROTO_WS);
+        return;
+    }
+    for (size_t i = 0; i < sizeof api_routes / sizeof *api_routes; i++) {
+        const route_entry_t *r = &api_routes[i];
+        if (strcmp(path, r->path) != 0) continue;
+        if (strcmp(req->method, r->method) != 0) {
+            char allow[32];
+            snprintf(allow, sizeof allow, "Allow: %s\r\n", r->method);
+            char body[128];
+            int n = snprintf(body, sizeof body,
+                             "{\"error\":\"method_not_allowed\",\"message\":\"use %s\"}", r->method);
+            http_respond(c, 405, "application/json", body, (size_t)n, allow);
+            return;
+        }
+        if (r->needs_api_key && !api_authorize(c, req)) return;
+        r->fn(c, req);
+        return;
+    }
+    http_respond_error(c, 404, "not_found", "no such endpoint");
+}

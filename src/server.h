@@ -1,0 +1,51 @@
+/* server: the wiring of a running herald: configuration, workers, the sequencer,
+ * metrics, and the routing of each HTTP request to its handler (API, WebSocket
+ * upgrade, pages).
+ *
+ * Owns: the workers and their listeners, the sequencer, the metrics. Created and
+ * destroyed on the main thread; server_route is called on worker threads. */
+#ifndef HERALD_SERVER_H
+#define HERALD_SERVER_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "metrics.h"
+
+struct worker;
+struct event;
+struct sequencer;
+struct conn;
+struct http_request;
+
+typedef struct server {
+    const config_t *cfg;
+    struct worker *workers;
+    unsigned worker_count;
+    struct sequencer *seq;
+    metrics_t metrics;
+    uint64_t started_wall_ms;
+    uint64_t started_mono_ms;
+    atomic_long client_connections;   /* counted against limits.max_connections */
+    char version[32];
+} server_t;
+
+/* Binds the listeners and starts the workers. Returns 0 or a negative error (logged). */
+int server_start(server_t *s, const config_t *cfg);
+/* Graceful stop: clients get close 1001, the store is flushed; returns when every
+ * worker has finished (or shutdown_timeout_s passed). */
+void server_stop(server_t *s);
+
+/* Worker thread: a complete HTTP request arrived on c. Answers it (queueing the
+ * response), upgrades it, or takes it over (SSE). */
+void server_route(struct conn *c, struct http_request *req);
+
+/* Any thread: delivers a sequenced event to every worker (called by the sequencer
+ * in offset order). Takes no reference of its own: adds one per worker. */
+void server_dispatch(void *server, struct event *ev);
+
+#define HERALD_VERSION "0.1.0"
+
+#endif

@@ -1,0 +1,278 @@
+#include "worker.h"
+#include "core/err.h"
+#include "http/http_conn.h"
+#include "http/http_response.h"
+#include "hub/event.h"
+#include "hub/hub.h"
+#include "log.h"
+#include "proto/ws_transport.h"
+#include "server.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static void after_batch(loop_t *loop, void *ctx);
+static void on_accept(loop_t *loop, loop_io_t *io, uint32_t revents);
+static void on_wake(loop_t *loop, loop_io_t *io, uint32_t revents);
+
+int worker_init(worker_t *w, struct server *s, unsigned index, int listen_fd)
+{
+    memset(w, 0, sizeof *w);
+    w->server = s;
+    w->cfg = s->cfg;
+    w->index = index;
+    w->listen_fd = listen_fd;
+    w->wake_fd = -1;
+    pthread_mutex_init(&w->inbox_lock, NULL);
+    w->loop = loop_create(after_batch, w);
+    w->hub = hub_create(s->seq);
+    w->rbuf = malloc(WORKER_READ_BUFFER);
+    w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    w->ping_frame = frame_ws(WS_OP_PING, NULL, 0);
+    if (!w->loop || !w->hub || !w->rbuf || w->wake_fd < 0 || !w->ping_frame) return HERALD_ENOMEM;
+    if (loop_io_add(w->loop, &w->wake_io, w->wake_fd, EPOLLIN, on_wake) < 0) return HERALD_EIO;
+    if (loop_io_add(w->loop, &w->listen_io, listen_fd, EPOLLIN, on_accept) < 0) return HERALD_EIO;
+    return 0;
+}
+
+static void drain_inbox_messages(inbox_msg_t *m, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (m[i].kind == INBOX_EVENT) event_unref(m[i].ptr);
+        else if (m[i].kind == INBOX_DISCONNECT) free(m[i].ptr);
+    }
+}
+
+static void free_closed(worker_t *w)
+{
+    while (w->dirty) {   /* closed while on the flush list: bury them */
+        conn_t *c = w->dirty;
+        w->dirty = c->dirty_next;
+        c->dirty = false;
+        c->dirty_next = NULL;
+        if (c->state == CONN_CLOSED) worker_bury(w, c);
+    }
+    while (w->graveyard) {
+        conn_t *c = w->graveyard;
+        w->graveyard = c->dirty_next;
+        conn_free(c);
+    }
+}
+
+void worker_deinit(worker_t *w)
+{
+    /* close whatever is left (a shutdown that timed out), then free it */
+    while (w->conns) conn_close(w->conns);
+    free_closed(w);
+    drain_inbox_messages(w->inbox, w->inbox_len);
+    free(w->inbox);
+    free(w->inbox_work);
+    hub_destroy(w->hub);
+    if (w->listen_fd >= 0) close(w->listen_fd);
+    if (w->wake_fd >= 0) close(w->wake_fd);
+    loop_destroy(w->loop);
+    free(w->rbuf);
+    frame_unref(w->ping_frame);
+    pthread_mutex_destroy(&w->inbox_lock);
+}
+
+static void *worker_main(void *arg)
+{
+    worker_t *w = arg;
+    if (loop_run(w->loop) < 0) log_msg(LOG_ERROR, "event loop failed", NULL);
+    return NULL;
+}
+
+int worker_start(worker_t *w)
+{
+    return pthread_create(&w->thread, NULL, worker_main, w) == 0 ? 0 : HERALD_EIO;
+}
+
+void worker_join(worker_t *w) { pthread_join(w->thread, NULL); }
+
+int worker_post(worker_t *w, int kind, void *ptr, uint64_t a)
+{
+    pthread_mutex_lock(&w->inbox_lock);
+    if (w->inbox_len == w->inbox_cap) {
+        size_t ncap = w->inbox_cap ? w->inbox_cap * 2 : 64;
+        inbox_msg_t *n = realloc(w->inbox, ncap * sizeof *n);
+        if (!n) {
+            pthread_mutex_unlock(&w->inbox_lock);
+            return HERALD_ENOMEM;
+        }
+        w->inbox = n;
+        w->inbox_cap = ncap;
+    }
+    bool was_empty = w->inbox_len == 0;
+    w->inbox[w->inbox_len++] = (inbox_msg_t){kind, ptr, a};
+    pthread_mutex_unlock(&w->inbox_lock);
+    /* one wake-up per burst: only the first message after a drain writes */
+    if (was_empty) {
+        uint64_t one = 1;
+        ssize_t r = write(w->wake_fd, &one, sizeof one);
+        (void)r;
+    }
+    return 0;
+}
+
+void worker_mark_dirty(worker_t *w, conn_t *c)
+{
+    c->dirty = true;
+    c->dirty_next = w->dirty;
+    w->dirty = c;
+}
+
+void worker_bury(worker_t *w, conn_t *c)
+{
+    /* A dirty connection is still on the flush list; after_batch skips closed ones
+     * and buries them there, so it must not be linked twice. */
+    if (c->dirty) return;
+    c->dirty_next = w->graveyard;
+    w->graveyard = c;
+}
+
+static void on_accept(loop_t *loop, loop_io_t *io, uint32_t revents)
+{
+    (void)loop;
+    (void)revents;
+    worker_t *w = (worker_t *)((char *)io - offsetof(worker_t, listen_io));
+    for (int i = 0; i < 64; i++) {   /* bounded: other sockets get their turn */
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        int fd = accept4(w->listen_fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE)
+                log_msg(LOG_WARN, "out of file descriptors: raise ulimit -n", NULL);
+            return;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        conn_t *c = conn_create(w, fd, (struct sockaddr *)&ss, sl);
+        if (!c) {
+            close(fd);
+            continue;
+        }
+        http_conn_start(c);
+    }
+}
+
+static void disconnect_matching(worker_t *w, const char *who, bool by_id)
+{
+    char id[37];
+    for (conn_t *c = w->conns, *next; c; c = next) {
+        next = c->next;
+        if (!c->counted) continue;
+        bool match;
+        if (by_id) {
+            conn_id_str(c, id);
+            match = strcmp(id, who) == 0;
+        } else {
+            match = c->user && strcmp(c->user, who) == 0;
+        }
+        if (match) ws_transport_close(c, WS_CLOSE_DISCONNECTED, "disconnected");
+    }
+}
+
+static void begin_shutdown(worker_t *w)
+{
+    if (w->shutting_down) return;
+    w->shutting_down = true;
+    w->shutdown_deadline_ms = loop_now_ms(w->loop) + (uint64_t)w->cfg->shutdown_timeout_s * 1000;
+    loop_io_remove(w->loop, &w->listen_io);
+    close(w->listen_fd);
+    w->listen_fd = -1;
+    w->listen_io.fd = -1;
+    for (conn_t *c = w->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->websocket) ws_transport_close(c, WS_CLOSE_GOING_AWAY, "server shutting down");
+        else if (c->counted) conn_close(c);   /* streaming HTTP (SSE, polling) */
+        else if (!c->req) conn_close(c);      /* idle keep-alive */
+        else http_set_close(c);               /* finish the request in flight, then close */
+    }
+}
+
+/* Fan-out happens here, once per batch: every event that arrived since the last
+ * batch is queued to its subscribers, and the flush below then writes several
+ * frames per system call to each connection. */
+static void drain_inbox(worker_t *w)
+{
+    pthread_mutex_lock(&w->inbox_lock);
+    inbox_msg_t *msgs = w->inbox;
+    size_t n = w->inbox_len, cap = w->inbox_cap;
+    w->inbox = w->inbox_work;
+    w->inbox_cap = w->inbox_work_cap;
+    w->inbox_len = 0;
+    pthread_mutex_unlock(&w->inbox_lock);
+    w->inbox_work = msgs;
+    w->inbox_work_cap = cap;
+    if (n == 0) return;
+
+    uint64_t delivered = 0;
+    for (size_t i = 0; i < n; i++) {
+        inbox_msg_t *m = &msgs[i];
+        switch (m->kind) {
+        case INBOX_EVENT: {
+            event_t *ev = m->ptr;
+            if (ev->channel_len == 4 && memcmp(ev->channel, "$all", 4) == 0)
+                delivered += hub_fanout_all(w->conns, ev);
+            else
+                delivered += hub_fanout(w->hub, ev);
+            event_unref(ev);
+            break;
+        }
+        case INBOX_DISCONNECT:
+            disconnect_matching(w, m->ptr, m->a == 1);
+            free(m->ptr);
+            break;
+        case INBOX_SHUTDOWN:
+            begin_shutdown(w);
+            break;
+        }
+    }
+    if (delivered)
+        atomic_fetch_add_explicit(&w->server->metrics.delivered, delivered, memory_order_relaxed);
+}
+
+static void on_wake(loop_t *loop, loop_io_t *io, uint32_t revents)
+{
+    (void)loop;
+    (void)revents;
+    worker_t *w = (worker_t *)((char *)io - offsetof(worker_t, wake_io));
+    uint64_t v;
+    ssize_t r = read(w->wake_fd, &v, sizeof v);
+    (void)r;
+    /* the inbox itself is drained in after_batch, with everything else */
+}
+
+static void after_batch(loop_t *loop, void *ctx)
+{
+    worker_t *w = ctx;
+    drain_inbox(w);
+    /* Flush every connection that got output in this batch. A flush can close a
+     * connection (write error); closing never adds to the dirty list. */
+    while (w->dirty) {
+        conn_t *c = w->dirty;
+        w->dirty = c->dirty_next;
+        c->dirty = false;
+        c->dirty_next = NULL;
+        if (c->state == CONN_CLOSED) {
+            worker_bury(w, c);
+            continue;
+        }
+        conn_flush(c);
+    }
+    while (w->graveyard) {
+        conn_t *c = w->graveyard;
+        w->graveyard = c->dirty_next;
+        conn_free(c);
+    }
+    if (w->shutting_down && (w->conns == NULL || loop_now_ms(loop) >= w->shutdown_deadline_ms))
+        loop_stop(loop);
+}
