@@ -75,6 +75,7 @@ typedef struct bench {
     hist_t latency;          /* publish (or scheduled publish) to delivery */
     hist_t ack;              /* publish request written to response read */
     uint64_t deliveries, unparsed;
+    uint64_t reordered;      /* native: an offset not above the previous one */
 
     char error[240];         /* the first problem seen, for the report */
 } bench_t;

@@ -160,6 +160,15 @@ static void on_event(bench_t *b, sub_t *s, const uint8_t *data, size_t len)
         return;
     }
     b->deliveries++;
+    /* herald's envelope carries the channel offset: each subscriber must see it grow.
+     * (The publisher's numbers cannot tell: several publisher connections race.) */
+    uint64_t offset;
+    if (b->opt->proto == BENCH_NATIVE && find_uint(data, len, "\"offset\"", 8, &offset)) {
+        if (offset <= s->last_offset)
+            b->reordered++;
+        else
+            s->last_offset = offset;
+    }
     if (track_deliver(&b->track, s->idx, seq) != TRACK_NEW)
         return;
     b->t_last_delivery = b->now;

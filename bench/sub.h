@@ -38,6 +38,7 @@ struct sub {
     uint32_t msg_len, msg_cap;
     uint8_t *out;           /* bytes the kernel did not take yet */
     uint32_t out_len, out_cap;
+    uint64_t last_offset;   /* native: the channel offset of the previous event */
 };
 
 /* Opens the connection (non-blocking connect) and registers it. Returns 0, or a

@@ -18,22 +18,15 @@ int track_init(track_t *t, long nsubs, long events, bool targeted)
     t->stride = (t->stride + 7) & ~(uint64_t)7;
     size_t bytes = (size_t)(t->stride / 8) * (size_t)nsubs;
     t->bits = calloc(bytes ? bytes : 1, 1);
-    t->last = malloc(sizeof *t->last * (size_t)nsubs);
-    if (!t->bits || !t->last) {
-        track_deinit(t);
+    if (!t->bits)
         return HERALD_ENOMEM;
-    }
-    for (long i = 0; i < nsubs; i++)
-        t->last[i] = -1;
     return 0;
 }
 
 void track_deinit(track_t *t)
 {
     free(t->bits);
-    free(t->last);
     t->bits = NULL;
-    t->last = NULL;
 }
 
 uint64_t track_expected(const track_t *t, long sub)
@@ -67,10 +60,6 @@ int track_deliver(track_t *t, long sub, uint64_t seq)
     }
     *byte |= bit;
     t->unique++;
-    if ((int64_t)local < t->last[sub])
-        t->reordered++;
-    else
-        t->last[sub] = (int64_t)local;
     return TRACK_NEW;
 }
 

@@ -3,7 +3,8 @@
  *
  * Owns: config_t and everything it points to (freed by config_free). After
  * config_load returns, the config is read-only and shared by every thread as a
- * `const config_t *`. Does not open sockets or files other than the config file. */
+ * `const config_t *`. Does not open sockets, nor files other than the config file and
+ * (config_validate, only to check they are readable) the files it names. */
 #ifndef HERALD_CONFIG_H
 #define HERALD_CONFIG_H
 

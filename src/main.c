@@ -23,7 +23,7 @@ static void usage(FILE *out)
             "        [--redis URL] [--log-level L] [--workers N]\n"
             "  publish [--url U] [--api-key K] CHANNEL EVENT [DATA|-]\n"
             "  tail [--url ws://…/ws] [--token T] [--since N] CHANNEL...\n"
-            "  config check FILE\n"
+            "  config check [--json] [--env] FILE\n"
             "  version\n");
 }
 
@@ -33,31 +33,23 @@ static void print_problems(const config_problems_t *p)
         fprintf(stderr, "%s: %s\n", p->items[i].path, p->items[i].message);
 }
 
-static int set_str(char **slot, const char *v)
+/* Flags are the last layer: defaults < file < environment < flags. Each flag goes
+ * through the same setter as its environment variable, so problems read alike. */
+static int load_serve_config(config_t *cfg, int argc, char **argv, config_problems_t *pr)
 {
-    char *s = strdup(v);
-    if (!s) return HERALD_ENOMEM;
-    free(*slot);
-    *slot = s;
-    return 0;
-}
-
-/* Flags are the last layer: defaults < file < environment < flags. */
-static int apply_flags(config_t *cfg, int argc, char **argv, const char **config_file, config_problems_t *pr)
-{
-    enum { O_CONFIG = 1, O_LISTEN, O_DATA_DIR, O_API_KEY, O_JWT_SECRET, O_REDIS, O_LOG_LEVEL, O_WORKERS };
     static const struct option opts[] = {
-        {"config", required_argument, 0, O_CONFIG},       {"listen", required_argument, 0, O_LISTEN},
-        {"data-dir", required_argument, 0, O_DATA_DIR},   {"api-key", required_argument, 0, O_API_KEY},
-        {"jwt-secret", required_argument, 0, O_JWT_SECRET}, {"redis", required_argument, 0, O_REDIS},
-        {"log-level", required_argument, 0, O_LOG_LEVEL}, {"workers", required_argument, 0, O_WORKERS},
+        {"config", required_argument, 0, 'c'},     {"listen", required_argument, 0, 'l'},
+        {"data-dir", required_argument, 0, 'd'},   {"api-key", required_argument, 0, 'k'},
+        {"jwt-secret", required_argument, 0, 'j'}, {"redis", required_argument, 0, 'r'},
+        {"log-level", required_argument, 0, 'v'},  {"workers", required_argument, 0, 'w'},
         {0, 0, 0, 0}};
-    /* First pass: only --config, so the file can be applied before the other flags. */
+    /* first pass: only --config, so the file is applied before the other flags */
+    const char *file = NULL;
     optind = 1;
     opterr = 0;
     int o;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        if (o == O_CONFIG) *config_file = optarg;
+        if (o == 'c') file = optarg;
         else if (o == '?') {
             fprintf(stderr, "herald serve: unknown or incomplete option %s\n", argv[optind - 1]);
             return HERALD_EINVAL;
@@ -67,68 +59,32 @@ static int apply_flags(config_t *cfg, int argc, char **argv, const char **config
         fprintf(stderr, "herald serve: unexpected argument %s\n", argv[optind]);
         return HERALD_EINVAL;
     }
-    if (*config_file && config_apply_file(cfg, *config_file, pr) > 0) return HERALD_EINVAL;
-    if (config_apply_env(cfg, environ, pr) > 0) return HERALD_EINVAL;
+    if (config_load(cfg, file, environ, pr) > 0) return HERALD_EINVAL;
     optind = 1;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        int rc = 0;
+        const char *key = NULL, *flag = NULL;
         switch (o) {
-        case O_LISTEN:
-            rc = set_str(&cfg->listen, optarg);
-            if (!rc) {
-                free(cfg->listen_host);
-                cfg->listen_host = NULL;
-                rc = config_parse_listen(optarg, &cfg->listen_host, &cfg->listen_port);
-                if (rc) fprintf(stderr, "--listen: expected HOST:PORT, got %s\n", optarg);
-            }
-            break;
-        case O_DATA_DIR: rc = set_str(&cfg->data_dir, optarg); break;
-        case O_API_KEY: {
-            char **k = realloc(cfg->api_keys, (cfg->api_key_count + 1) * sizeof *k);
-            if (!k) return HERALD_ENOMEM;
-            cfg->api_keys = k;
-            k[cfg->api_key_count] = strdup(optarg);
-            if (!k[cfg->api_key_count]) return HERALD_ENOMEM;
-            cfg->api_key_count++;
-            break;
+        case 'l': key = "listen"; flag = "--listen"; break;
+        case 'd': key = "data_dir"; flag = "--data-dir"; break;
+        case 'k': key = "api_key"; flag = "--api-key"; break;
+        case 'j': key = "jwt_secret"; flag = "--jwt-secret"; break;
+        case 'r': key = "redis_url"; flag = "--redis"; break;
+        case 'v': key = "log_level"; flag = "--log-level"; break;
+        case 'w': key = "workers"; flag = "--workers"; break;
+        default: continue;
         }
-        case O_JWT_SECRET: rc = set_str(&cfg->auth.jwt_secret, optarg); break;
-        case O_REDIS: rc = set_str(&cfg->redis.url, optarg); break;
-        case O_LOG_LEVEL:
-            if (log_parse_level(optarg) < 0) {
-                fprintf(stderr, "--log-level: one of debug, info, warn, error\n");
-                rc = HERALD_EINVAL;
-            } else {
-                rc = set_str(&cfg->log_level, optarg);
-            }
-            break;
-        case O_WORKERS: {
-            char *end;
-            long n = strtol(optarg, &end, 10);
-            if (*end || n < 0 || n > 1024) {
-                fprintf(stderr, "--workers: a number from 0 (one per core) to 1024\n");
-                rc = HERALD_EINVAL;
-            } else {
-                cfg->workers = (unsigned)n;
-            }
-            break;
-        }
-        default: break;
-        }
-        if (rc) return rc;
+        config_apply_option(cfg, key, optarg, flag, pr);
     }
-    return 0;
+    config_validate(cfg, pr);
+    return pr->count ? HERALD_EINVAL : 0;
 }
 
 static int cmd_serve(int argc, char **argv)
 {
-    config_t cfg;
+    config_t cfg = {0};
     config_problems_t problems = {0};
-    const char *config_file = NULL;
-    if (config_defaults(&cfg) < 0) return 1;
-    int rc = apply_flags(&cfg, argc, argv, &config_file, &problems);
-    if (rc == 0) config_validate(&cfg, &problems);
-    if (rc || problems.count) {
+    int rc = load_serve_config(&cfg, argc, argv, &problems);
+    if (rc) {
         print_problems(&problems);
         config_problems_free(&problems);
         config_free(&cfg);

@@ -80,6 +80,7 @@ struct conn {
     bool read_eof;                /* the peer closed its side: EPOLLIN no longer watched */
     bool websocket;               /* upgraded: speaks RFC 6455 frames */
     bool http_close;              /* HTTP: close once the current response is written */
+    bool http_continued;          /* HTTP: "100 Continue" sent for the current request */
     bool ws_close_sent, ws_close_received;
     uint16_t close_code;
     struct sockaddr_in6 peer;     /* IPv4 peers are stored mapped (::ffff:a.b.c.d) */

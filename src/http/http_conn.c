@@ -6,6 +6,8 @@
 #include "worker.h"
 
 #include <stdlib.h>
+#include <string.h>
+#include <strings.h>
 
 static void on_data(conn_t *c, uint8_t *data, size_t len);
 static void on_eof(conn_t *c);
@@ -22,8 +24,21 @@ void http_conn_start(conn_t *c)
     conn_set_timeout(c, HTTP_REQUEST_TIMEOUT_MS);
 }
 
+/* curl and others wait for "100 Continue" before sending a body they announced
+ * with Expect: answer once the head is in and the size was found acceptable. */
+static void maybe_continue(conn_t *c)
+{
+    if (!c->req->head_complete || c->http_continued) return;
+    const char *expect = http_request_header(c->req, "Expect");
+    if (!expect || strcasecmp(expect, "100-continue") != 0) return;
+    static const char resp[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    c->http_continued = true;
+    conn_send_bytes(c, resp, sizeof resp - 1);
+}
+
 static void drop_request(conn_t *c)
 {
+    c->http_continued = false;
     if (!c->req) return;
     http_request_deinit(c->req);
     free(c->req);
@@ -72,6 +87,7 @@ static void on_data(conn_t *c, uint8_t *data, size_t len)
                 conn_close(c);
                 return;
             }
+            maybe_continue(c);
             continue;
         }
         atomic_fetch_add_explicit(&c->worker->server->metrics.http_requests, 1, memory_order_relaxed);

@@ -15,7 +15,7 @@
  * data belongs (and the CR before the latter), spaces inside header names
  * ("Transfer-Encoding : chunked" still frames the body as chunked), and any major
  * version. Those are checked here, at the same pauses, so framing cannot be read
- * two ways. */
+ * two ways. Control bytes in the target and in values are refused here too. */
 #include "http/http_request.h"
 
 #include <stdlib.h>
@@ -100,11 +100,26 @@ static int arena_add(http_request_t *r, const char *at, size_t len, bool start, 
     return 0;
 }
 
+/* Control characters (HTAB allowed where blank is) and DEL: never in a target or a
+ * field value. http_parser does not check the first byte of a value, so a NUL
+ * there would cut the C string short of value_len. */
+static bool has_ctl(const char *s, size_t len, bool blank_ok)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == 0x7f || (c < 0x20 && !(blank_ok && c == '\t')) || (c == ' ' && !blank_ok))
+            return true;
+    }
+    return false;
+}
+
 static int on_url(http_parser *p, const char *at, size_t len)
 {
     http_request_t *r = p->data;
     if (len > HTTP_MAX_TARGET_BYTES - r->target_len)
         return cb_fail(r, 414);
+    if (has_ctl(at, len, false))
+        return cb_fail(r, 400);
     if (arena_add(r, at, len, r->last_cb != CB_URL, &r->target_off) < 0)
         return -1;
     r->target_len += len;
@@ -150,6 +165,8 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
         return 0;
     if (r->header_count == 0)
         return cb_fail(r, 400);   /* http_parser never does this; keep the arrays safe */
+    if (has_ctl(at, len, true))
+        return cb_fail(r, 400);
     size_t i = r->header_count - 1;
     bool start = r->last_cb != CB_VALUE;
     if (arena_add(r, at, len, start, &r->value_off[i]) < 0)

@@ -731,6 +731,7 @@ class _Result(unittest.TestResult):
     def __init__(self):
         super().__init__()
         self.passed = 0
+        self.failed_ids = set()   # a test failing in its body and its tearDown counts once
         self._t0 = {}
 
     def startTest(self, test):
@@ -748,10 +749,12 @@ class _Result(unittest.TestResult):
 
     def addFailure(self, test, err):
         super().addFailure(test, err)
+        self.failed_ids.add(test.id())
         print("FAIL %s (%.2fs)\n%s" % (test.id(), self._dt(test), self._exc_info_to_string(err, test)), flush=True)
 
     def addError(self, test, err):
         super().addError(test, err)
+        self.failed_ids.add(test.id())
         print("FAIL %s (error)\n%s" % (test.id(), self._exc_info_to_string(err, test)), flush=True)
 
     def addSkip(self, test, reason):
@@ -760,6 +763,7 @@ class _Result(unittest.TestResult):
 
     def addUnexpectedSuccess(self, test):
         super().addUnexpectedSuccess(test)
+        self.failed_ids.add(test.id())
         print("FAIL %s (unexpected success)" % test.id(), flush=True)
 
 
@@ -779,8 +783,8 @@ def run(module_name="__main__"):
         suite.run(result)
     except Exception:   # noqa: BLE001 - a crash in the runner still prints RESULT
         traceback.print_exc()
-        result.errors.append((None, "runner crashed"))
-    failed = len(result.failures) + len(result.errors) + len(result.unexpectedSuccesses)
+        result.failed_ids.add("runner crashed")
+    failed = len(result.failed_ids)
     print("ran in %.1fs" % (time.monotonic() - t0))
     print("RESULT passed=%d failed=%d" % (result.passed, failed), flush=True)
     # the runner greps the last line starting with RESULT; keep it last and exact
@@ -795,6 +799,7 @@ class ServerCase(unittest.TestCase):
     ARGS = []
     ENV = {}
     server = None
+    last_test = None
 
     @classmethod
     def setUpClass(cls):
@@ -807,9 +812,16 @@ class ServerCase(unittest.TestCase):
             s.stop()
 
     def setUp(self):
-        if not self.server.alive():
-            self.fail("herald is not running\n" + self.server.log_tail())
         self._socks = []
+        if not self.server.alive():
+            # it died after the previous test had finished: count it here, restart it
+            rc = self.server.proc.returncode if self.server.proc is not None else None
+            tail = self.server.log_tail(80)
+            self.server.kill()
+            type(self).server = Herald(self.CONFIG, self.ARGS, self.ENV, name=type(self).__name__).start()
+            self.fail("herald died after the previous test %s (exit status %s)\n%s"
+                      % (ServerCase.last_test, rc, tail))
+        ServerCase.last_test = self.id()
         self.settle()
 
     def settle(self, timeout=3.0):

@@ -1101,8 +1101,24 @@ static void test_cli_config_check_usage_errors(void **state)
 
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
+/* Fixture paths are relative to the repository root, where `make` runs tests; from
+ * elsewhere, find the root from the binary's place (build/test/unit/). */
+static void chdir_to_repo_root(void)
+{
+    if (access(FIXTURE_DIR "full.json", R_OK) == 0) return;
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 16);
+    if (n <= 0) return;
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (!slash) return;
+    strcpy(slash, "/../../..");
+    if (chdir(exe) != 0) fprintf(stderr, "cannot find %s\n", FIXTURE_DIR);
+}
+
 int main(void)
 {
+    chdir_to_repo_root();
     const struct CMUnitTest tests[] = {
         T(test_config_defaults_match_spec),
         T(test_config_defaults_channel_rules_and_auto_join),

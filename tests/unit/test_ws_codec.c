@@ -201,6 +201,11 @@ static void expect_fail(bool server, uint64_t max, const uint8_t *s, size_t n, i
         assert_int_equal(ret, err);
         assert_int_equal(r.close_code, code);
         assert_null(r.buf);
+        /* Sticky: the connection is failed, more bytes change nothing. */
+        int delivered = rc.n;
+        uint8_t more[2] = {FIN | WS_OP_TEXT, 0};
+        assert_int_equal(ws_reader_feed(&r, more, sizeof(more), &CB, &rc), err);
+        assert_int_equal(rc.n, delivered);
         ws_reader_deinit(&r);
     }
 }
