@@ -41,7 +41,8 @@ typedef struct report {
     long rss_before_kb, rss_after_kb;
     double cpu_before_s, cpu_after_s;
     double loadgen_cpu_s;
-    uint64_t t_start, t_connected, t_done;
+    double self_cpu_run_s;      /* the load generator's CPU time when publishing began */
+    uint64_t t_start, t_connected, t_run, t_done;
     uint64_t expected;
     bool timed_out;
 } report_t;
@@ -373,6 +374,8 @@ static void run(bench_t *b, ltimer_t *timer, report_t *r)
             }
             r->expected = expected_total(b);
             r->cpu_before_s = proc_cpu_s(o->server_pid);
+            r->self_cpu_run_s = self_cpu_s();
+            r->t_run = now;
             b->t_run_start = now;
             ph = PH_RUN;
             pump(b, timer);
@@ -411,6 +414,16 @@ static void run(bench_t *b, ltimer_t *timer, report_t *r)
         r->cpu_after_s = proc_cpu_s(o->server_pid);
         r->rss_after_kb = proc_rss_kb(o->server_pid);
     }
+}
+
+/* Share of the publishing phase during which a process was on a CPU: near 1 for
+ * the server means it was the bottleneck, as it should be; near 1 for the load
+ * generator means the numbers may understate the server. -1 when unknown. */
+static double busy(double cpu_s, const report_t *r)
+{
+    if (cpu_s < 0 || !r->t_run || r->t_done <= r->t_run)
+        return -1;
+    return cpu_s / ((double)(r->t_done - r->t_run) / 1e9);
 }
 
 /* ---- the report ---- */
@@ -465,11 +478,12 @@ static bool report_print(const bench_t *b, const report_t *r)
     printf("\"connect_s\":%.3f,\"conns_per_s\":%.0f,", connect_s,
            connect_s > 0 ? (double)b->subs_ready / connect_s : 0.0);
     if (idle) {
-        double per = -1;
+        printf("\"rss_before_kb\":%ld,\"rss_after_kb\":%ld,\"kb_per_conn\":",
+               r->rss_before_kb, r->rss_after_kb);
         if (r->rss_before_kb >= 0 && r->rss_after_kb >= 0 && b->subs_ready > 0)
-            per = (double)(r->rss_after_kb - r->rss_before_kb) / (double)b->subs_ready;
-        printf("\"rss_before_kb\":%ld,\"rss_after_kb\":%ld,\"kb_per_conn\":%.2f,",
-               r->rss_before_kb, r->rss_after_kb, per);
+            printf("%.2f,", (double)(r->rss_after_kb - r->rss_before_kb) / (double)b->subs_ready);
+        else
+            printf("null,");   /* no --server-pid, or the process is gone */
     } else {
         printf("\"events\":%ld,\"published\":%ld,\"acked\":%ld,\"publish_errors\":%ld,",
                b->events_total, b->next_seq, b->acked, b->pub_errors);
@@ -489,9 +503,18 @@ static bool report_print(const bench_t *b, const report_t *r)
             printf("\"rate\":%.1f,\"duration_s\":%.1f,", o->rate, o->duration_s);
         print_ms("latency_ms", &b->latency, false);
         print_ms("ack_ms", &b->ack, false);
-        printf("\"server_cpu_s\":%.2f,\"rss_before_kb\":%ld,\"rss_after_kb\":%ld,",
-               r->cpu_after_s >= 0 && r->cpu_before_s >= 0 ? r->cpu_after_s - r->cpu_before_s : -1.0,
-               r->rss_before_kb, r->rss_after_kb);
+        if (r->cpu_after_s >= 0 && r->cpu_before_s >= 0) {
+            double cpu = r->cpu_after_s - r->cpu_before_s;
+            printf("\"server_cpu_s\":%.2f,\"server_busy\":%.2f,", cpu, busy(cpu, r));
+        } else {
+            printf("\"server_cpu_s\":null,\"server_busy\":null,");
+        }
+        double lb = r->t_run ? busy(self_cpu_s() - r->self_cpu_run_s, r) : -1;
+        if (lb >= 0)
+            printf("\"loadgen_busy\":%.2f,", lb);
+        else
+            printf("\"loadgen_busy\":null,");
+        printf("\"rss_before_kb\":%ld,\"rss_after_kb\":%ld,", r->rss_before_kb, r->rss_after_kb);
     }
     printf("\"wall_s\":%.3f,\"loadgen_cpu_s\":%.2f,\"timed_out\":%s,\"error\":",
            (r->t_done - r->t_start) / 1e9, r->loadgen_cpu_s, r->timed_out ? "true" : "false");
@@ -508,7 +531,7 @@ int main(int argc, char **argv)
 {
     bench_opts_t opt;
     if (parse_opts(argc, argv, &opt) < 0) {
-        usage(stderr);
+        fprintf(stderr, "loadgen: --help lists the options\n");
         return 2;
     }
     if (raise_nofile(opt.conns + opt.pub_conns + 32) < 0)

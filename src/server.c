@@ -106,6 +106,12 @@ void server_stop(server_t *s)
     for (unsigned i = 0; i < s->worker_count; i++) {
         if (s->workers[i].thread) worker_join(&s->workers[i]);
     }
+    /* Work still in flight between workers (calls, disconnect requests) completes
+     * before anything is freed, so no worker posts into a freed inbox. */
+    for (size_t pending = 1; pending;) {
+        pending = 0;
+        for (unsigned i = 0; i < s->worker_count; i++) pending += worker_drain(&s->workers[i]);
+    }
     for (unsigned i = 0; i < s->worker_count; i++) worker_deinit(&s->workers[i]);
     free(s->workers);
     s->workers = NULL;
@@ -180,6 +186,7 @@ static const route_entry_t api_routes[] = {
     {"/api/broadcast", "POST", true, api_broadcast},
     {"/broadcast", "POST", true, api_broadcast_compat},
     {"/api/history", "GET", true, api_history},
+    {"/api/disconnect", "POST", true, api_disconnect},
     {"/health", "GET", false, api_health},
     {"/stats", "GET", false, api_stats},
     {"/metrics", "GET", false, api_metrics},

@@ -42,14 +42,6 @@ int worker_init(worker_t *w, struct server *s, unsigned index, int listen_fd)
     return 0;
 }
 
-static void drain_inbox_messages(inbox_msg_t *m, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (m[i].kind == INBOX_EVENT) event_unref(m[i].ptr);
-        else if (m[i].kind == INBOX_DISCONNECT) free(m[i].ptr);
-    }
-}
-
 static void free_closed(worker_t *w)
 {
     while (w->dirty) {   /* closed while on the flush list: bury them */
@@ -71,7 +63,6 @@ void worker_deinit(worker_t *w)
     /* close whatever is left (a shutdown that timed out), then free it */
     while (w->conns) conn_close(w->conns);
     free_closed(w);
-    drain_inbox_messages(w->inbox, w->inbox_len);
     free(w->inbox);
     free(w->inbox_work);
     hub_destroy(w->hub);
@@ -96,6 +87,11 @@ int worker_start(worker_t *w)
 }
 
 void worker_join(worker_t *w) { pthread_join(w->thread, NULL); }
+
+int worker_call(worker_t *w, worker_fn fn, void *arg)
+{
+    return worker_post(w, INBOX_CALL, arg, (uint64_t)(uintptr_t)fn);
+}
 
 int worker_post(worker_t *w, int kind, void *ptr, uint64_t a)
 {
@@ -132,8 +128,9 @@ void worker_mark_dirty(worker_t *w, conn_t *c)
 void worker_bury(worker_t *w, conn_t *c)
 {
     /* A dirty connection is still on the flush list; after_batch skips closed ones
-     * and buries them there, so it must not be linked twice. */
-    if (c->dirty) return;
+     * and buries them there, so it must not be linked twice. A held one is buried
+     * by its last conn_release. */
+    if (c->dirty || c->holds) return;
     c->dirty_next = w->graveyard;
     w->graveyard = c;
 }
@@ -163,9 +160,10 @@ static void on_accept(loop_t *loop, loop_io_t *io, uint32_t revents)
     }
 }
 
-static void disconnect_matching(worker_t *w, const char *who, bool by_id)
+static long disconnect_matching(worker_t *w, const char *who, bool by_id)
 {
     char id[37];
+    long n = 0;
     for (conn_t *c = w->conns, *next; c; c = next) {
         next = c->next;
         if (!c->counted) continue;
@@ -176,8 +174,19 @@ static void disconnect_matching(worker_t *w, const char *who, bool by_id)
         } else {
             match = c->user && strcmp(c->user, who) == 0;
         }
-        if (match) ws_transport_close(c, WS_CLOSE_DISCONNECTED, "disconnected");
+        if (match && c->state == CONN_OPEN && !c->ws_close_sent) {
+            ws_transport_close(c, WS_CLOSE_DISCONNECTED, "disconnected");
+            n++;
+        }
     }
+    return n;
+}
+
+static void handle_disconnect(worker_t *w, disconnect_req_t *r)
+{
+    long n = w->conns ? disconnect_matching(w, r->who, r->by_id) : 0;
+    atomic_fetch_add(&r->count, n);
+    if (atomic_fetch_sub(&r->remaining, 1) == 1) worker_call(r->origin, r->done, r);
 }
 
 static void begin_shutdown(worker_t *w)
@@ -200,8 +209,8 @@ static void begin_shutdown(worker_t *w)
 
 /* Fan-out happens here, once per batch: every event that arrived since the last
  * batch is queued to its subscribers, and the flush below then writes several
- * frames per system call to each connection. */
-static void drain_inbox(worker_t *w)
+ * frames per system call to each connection. Returns the number of messages. */
+static size_t drain_inbox(worker_t *w)
 {
     pthread_mutex_lock(&w->inbox_lock);
     inbox_msg_t *msgs = w->inbox;
@@ -212,7 +221,7 @@ static void drain_inbox(worker_t *w)
     pthread_mutex_unlock(&w->inbox_lock);
     w->inbox_work = msgs;
     w->inbox_work_cap = cap;
-    if (n == 0) return;
+    if (n == 0) return 0;
 
     uint64_t delivered = 0;
     for (size_t i = 0; i < n; i++) {
@@ -228,8 +237,10 @@ static void drain_inbox(worker_t *w)
             break;
         }
         case INBOX_DISCONNECT:
-            disconnect_matching(w, m->ptr, m->a == 1);
-            free(m->ptr);
+            handle_disconnect(w, m->ptr);
+            break;
+        case INBOX_CALL:
+            ((worker_fn)(uintptr_t)m->a)(w, m->ptr);
             break;
         case INBOX_SHUTDOWN:
             begin_shutdown(w);
@@ -238,7 +249,10 @@ static void drain_inbox(worker_t *w)
     }
     if (delivered)
         atomic_fetch_add_explicit(&w->server->metrics.delivered, delivered, memory_order_relaxed);
+    return n;
 }
+
+size_t worker_drain(worker_t *w) { return drain_inbox(w); }
 
 static void on_wake(loop_t *loop, loop_io_t *io, uint32_t revents)
 {

@@ -13,6 +13,7 @@
 #define HERALD_WORKER_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -28,9 +29,25 @@ struct event;
 
 enum inbox_kind {
     INBOX_EVENT = 1,       /* ptr: event_t reference, to fan out to local subscribers */
-    INBOX_DISCONNECT,      /* ptr: heap string (user or connection id), a: 0 user, 1 connection id */
+    INBOX_DISCONNECT,      /* ptr: disconnect_req_t shared by every worker */
+    INBOX_CALL,            /* ptr: argument, a: worker_fn to run on the worker */
     INBOX_SHUTDOWN,
 };
+
+struct worker;
+typedef void (*worker_fn)(struct worker *w, void *arg);
+
+/* /api/disconnect: every worker closes its matching connections with 4003, adds
+ * how many to count, and the last one calls done on the origin worker. */
+typedef struct disconnect_req {
+    atomic_int remaining;
+    atomic_long count;
+    struct worker *origin;
+    worker_fn done;           /* runs on origin with the request as argument */
+    conn_t *conn;             /* the HTTP request's connection (held) */
+    bool by_id;
+    char who[];               /* user (JWT sub) or connection id */
+} disconnect_req_t;
 
 typedef struct inbox_msg {
     int kind;
@@ -72,6 +89,14 @@ void worker_join(worker_t *w);
 
 /* Any thread: hands a message to the worker. Returns 0 or HERALD_ENOMEM. */
 int worker_post(worker_t *w, int kind, void *ptr, uint64_t a);
+
+/* Any thread: runs fn(w, arg) on w's loop thread, after its current batch. */
+int worker_call(worker_t *w, worker_fn fn, void *arg);
+
+/* Main thread, after every worker's loop ended: runs what is left in the inbox
+ * (events are dropped, calls and disconnect requests complete). Returns how many
+ * messages it handled; call it for every worker until all return 0. */
+size_t worker_drain(worker_t *w);
 
 /* Loop thread: marks c for flushing after this batch. */
 void worker_mark_dirty(worker_t *w, conn_t *c);

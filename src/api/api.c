@@ -2,7 +2,9 @@
 #include "auth/policy.h"
 #include "core/err.h"
 #include "core/util.h"
+#include "http/http_conn.h"
 #include "http/http_response.h"
+#include "hub/event.h"
 #include "hub/sequencer.h"
 #include "proto/native.h"
 #include "server.h"
@@ -86,12 +88,13 @@ static char *check_event(conn_t *c, json_t *event, json_t *data)
 }
 
 static int publish_one(conn_t *c, const char *channel, size_t len, json_t *event, const char *data,
-                       publish_result_t *r)
+                       json_t *idem, publish_result_t *r)
 {
     server_t *s = c->worker->server;
     uint64_t t0 = time_mono_ns();
     int rc = sequencer_publish(s->seq, channel, len, json_string_value(event), json_string_length(event), data,
-                               strlen(data), r);
+                               strlen(data), idem ? json_string_value(idem) : NULL,
+                               idem ? json_string_length(idem) : 0, r);
     if (rc == 0) metrics_observe_publish(&s->metrics, time_mono_ns() - t0);
     return rc;
 }
@@ -114,8 +117,8 @@ void api_publish(conn_t *c, const http_request_t *req)
         json_decref(body);
         return;
     }
-    if (idem && !json_is_string(idem)) {
-        http_respond_error(c, 400, "bad_request", "\"idempotency_key\" must be a string");
+    if (idem && (!json_is_string(idem) || json_string_length(idem) == 0 || json_string_length(idem) > 255)) {
+        http_respond_error(c, 400, "bad_request", "\"idempotency_key\" must be a string of 1-255 bytes");
         json_decref(body);
         return;
     }
@@ -125,8 +128,12 @@ void api_publish(conn_t *c, const http_request_t *req)
         return;
     }
     publish_result_t r;
-    int rc = publish_one(c, json_string_value(ch), json_string_length(ch), json_object_get(body, "event"), data, &r);
+    int rc = publish_one(c, json_string_value(ch), json_string_length(ch), json_object_get(body, "event"), data,
+                         idem, &r);
     if (rc < 0) respond_publish_failure(c, rc);
+    else if (r.duplicate)
+        http_respond_json(c, 200, json_pack("{sbsssIsb}", "success", 1, "id", r.id, "offset", (json_int_t)r.offset,
+                                            "duplicate", 1));
     else
         http_respond_json(c, 200, json_pack("{sbsssI}", "success", 1, "id", r.id, "offset", (json_int_t)r.offset));
     free(data);
@@ -161,7 +168,8 @@ void api_broadcast(conn_t *c, const http_request_t *req)
     int rc = 0;
     json_array_foreach(channels, i, v) {
         publish_result_t r;
-        rc = publish_one(c, json_string_value(v), json_string_length(v), json_object_get(body, "event"), data, &r);
+        rc = publish_one(c, json_string_value(v), json_string_length(v), json_object_get(body, "event"), data, NULL,
+                         &r);
         if (rc < 0) break;
         json_object_set_new(offsets, json_string_value(v), json_integer((json_int_t)r.offset));
     }
@@ -226,7 +234,7 @@ void api_broadcast_compat(conn_t *c, const http_request_t *req)
     char *text = check_event(c, event, data);
     if (text) {
         publish_result_t r;
-        int rc = publish_one(c, channel, strlen(channel), event, text, &r);
+        int rc = publish_one(c, channel, strlen(channel), event, text, NULL, &r);
         if (rc < 0) respond_publish_failure(c, rc);
         else http_respond_json(c, 200, json_pack("{sb}", "success", 1));
         free(text);
@@ -235,21 +243,101 @@ void api_broadcast_compat(conn_t *c, const http_request_t *req)
     json_decref(body);
 }
 
+/* ---- disconnect ---- */
+
+static void disconnect_done(worker_t *w, void *arg)
+{
+    (void)w;
+    disconnect_req_t *r = arg;
+    conn_t *c = r->conn;
+    if (c->state == CONN_OPEN)
+        http_respond_json(c, 200, json_pack("{sbsI}", "success", 1, "disconnected", (json_int_t)atomic_load(&r->count)));
+    http_conn_resume(c);
+    conn_release(c);
+    free(r);
+}
+
+/* Every worker closes its matching connections; the answer counts them, so it is
+ * sent once the last worker has reported (the request is deferred meanwhile). */
+void api_disconnect(conn_t *c, const http_request_t *req)
+{
+    json_t *body = parse_body(c, req);
+    if (!body) return;
+    json_t *user = json_object_get(body, "user"), *id = json_object_get(body, "connection_id");
+    json_t *who = user ? user : id;
+    if (!json_is_string(who) || json_string_length(who) == 0 || (user && id)) {
+        http_respond_error(c, 400, "bad_request", "give \"user\" or \"connection_id\" (a string)");
+        json_decref(body);
+        return;
+    }
+    server_t *s = c->worker->server;
+    disconnect_req_t *r = calloc(1, sizeof *r + json_string_length(who) + 1);
+    if (!r) {
+        http_respond_error(c, 503, "unavailable", "out of memory");
+        json_decref(body);
+        return;
+    }
+    memcpy(r->who, json_string_value(who), json_string_length(who));
+    r->by_id = who == id;
+    r->origin = c->worker;
+    r->done = disconnect_done;
+    r->conn = c;
+    atomic_init(&r->remaining, (int)s->worker_count);
+    atomic_init(&r->count, 0);
+    conn_hold(c);
+    http_conn_defer(c);
+    for (unsigned i = 0; i < s->worker_count; i++) {
+        if (worker_post(&s->workers[i], INBOX_DISCONNECT, r, 0) < 0 && atomic_fetch_sub(&r->remaining, 1) == 1)
+            worker_call(r->origin, r->done, r);
+    }
+    json_decref(body);
+}
+
 /* ---- reading ---- */
+
+static bool query_uint(const http_request_t *req, const char *key, bool *present, uint64_t *out)
+{
+    char v[32];
+    long n = http_query_param(req->query, key, 0, v, sizeof v);
+    *present = n >= 0;
+    if (n < 0) return true;
+    char *end;
+    unsigned long long x = strtoull(v, &end, 10);
+    if (n == 0 || *end || v[0] == '-' || n >= (long)sizeof v) return false;
+    *out = x;
+    return true;
+}
 
 void api_history(conn_t *c, const http_request_t *req)
 {
     char channel[512];
     long n = http_query_param(req->query, "channel", 0, channel, sizeof channel);
-    if (n <= 0 || !api_channel_valid(channel, (size_t)n)) {
+    if (n <= 0 || n >= (long)sizeof channel || !api_channel_valid(channel, (size_t)n)) {
         http_respond_error(c, 400, "bad_request", "?channel= must name a valid channel");
         return;
     }
+    bool has_since, has_limit;
+    uint64_t since = 0, limit = HISTORY_DEFAULT_LIMIT;
+    if (!query_uint(req, "since", &has_since, &since) || !query_uint(req, "limit", &has_limit, &limit)) {
+        http_respond_error(c, 400, "bad_request", "since and limit are non-negative integers");
+        return;
+    }
+    if (limit > HISTORY_MAX_LIMIT) limit = HISTORY_MAX_LIMIT;
     server_t *s = c->worker->server;
-    /* No events are kept on this node yet; the reply says where the channel is. */
-    http_respond_json(c, 200, json_pack("{s[]sIss}", "events", "offset",
-                                        (json_int_t)sequencer_latest(s->seq, channel, (size_t)n), "epoch",
-                                        sequencer_epoch(s->seq)));
+    seq_snapshot_t snap;
+    if (sequencer_history(s->seq, channel, (size_t)n, has_since, since, (size_t)limit, &snap) < 0) {
+        http_respond_error(c, 503, "unavailable", "out of memory");
+        return;
+    }
+    buf_t b = {0};
+    int rc = buf_append_str(&b, "{\"events\":");
+    rc |= event_append_envelopes(&b, snap.events, snap.event_count);
+    rc |= buf_printf(&b, ",\"offset\":%llu,\"epoch\":\"%s\"}", (unsigned long long)snap.latest,
+                     sequencer_epoch(s->seq));
+    seq_snapshot_release(&snap);
+    if (rc) http_respond_error(c, 503, "unavailable", "out of memory");
+    else http_respond_json_text(c, 200, b.data, b.len);
+    buf_free(&b);
 }
 
 void api_health(conn_t *c, const http_request_t *req)

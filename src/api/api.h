@@ -18,6 +18,7 @@ bool api_authorize(conn_t *c, const http_request_t *req);
 void api_publish(conn_t *c, const http_request_t *req);
 void api_broadcast(conn_t *c, const http_request_t *req);
 void api_broadcast_compat(conn_t *c, const http_request_t *req);
+void api_disconnect(conn_t *c, const http_request_t *req);
 void api_history(conn_t *c, const http_request_t *req);
 void api_health(conn_t *c, const http_request_t *req);
 void api_stats(conn_t *c, const http_request_t *req);

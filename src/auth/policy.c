@@ -17,6 +17,9 @@ bool channel_name_valid(const char *name, size_t len)
 
 /* Recursive matcher over the pattern; names are at most 255 bytes and patterns are
  * short, and `{x}` backtracks only to the next ':' so the cost stays linear-ish. */
+/* Passed as `sub` to let {sub} match any one segment, like {name}. */
+static const char any_sub[] = "";
+
 static bool match_at(const char *p, const char *sub, const char *n, const char *end)
 {
     while (*p) {
@@ -24,7 +27,7 @@ static bool match_at(const char *p, const char *sub, const char *n, const char *
         if (*p == '{') {
             const char *close = strchr(p, '}');
             if (!close) return false;
-            if ((size_t)(close - p) == 4 && memcmp(p, "{sub}", 5) == 0) {
+            if ((size_t)(close - p) == 4 && memcmp(p, "{sub}", 5) == 0 && sub != any_sub) {
                 if (!sub) return false;
                 size_t sl = strlen(sub);
                 if ((size_t)(end - n) < sl || sl == 0 || memcmp(n, sub, sl) != 0) return false;
@@ -66,6 +69,13 @@ static bool listed(const char *const *list, size_t n, const char *sub, const cha
     for (size_t i = 0; list && i < n; i++)
         if (policy_pattern_match(list[i], sub, name, len)) return true;
     return false;
+}
+
+const channel_rule_t *policy_find_rule_any_user(const config_t *cfg, const char *name, size_t len)
+{
+    for (size_t i = 0; i < cfg->channel_rule_count; i++)
+        if (match_at(cfg->channels[i].pattern, any_sub, name, name + len)) return &cfg->channels[i];
+    return NULL;
 }
 
 policy_verdict_t policy_check(const config_t *cfg, const principal_t *p, policy_action_t action,

@@ -46,6 +46,10 @@ bool policy_pattern_match(const char *pattern, const char *sub, const char *name
 const channel_rule_t *policy_find_rule(const config_t *cfg, const principal_t *p, const char *name,
                                        size_t len);
 
+/* The first rule matching the channel for some user ({sub} matching any one
+ * segment): the rule whose settings (history) describe the channel itself. */
+const channel_rule_t *policy_find_rule_any_user(const config_t *cfg, const char *name, size_t len);
+
 policy_verdict_t policy_check(const config_t *cfg, const principal_t *p, policy_action_t action,
                               const char *name, size_t len);
 

@@ -21,7 +21,7 @@ static void on_io(loop_t *loop, loop_io_t *io, uint32_t revents);
 
 static void update_events(conn_t *c)
 {
-    uint32_t ev = (c->read_eof ? 0 : EPOLLIN | EPOLLRDHUP) | (c->write_blocked ? EPOLLOUT : 0);
+    uint32_t ev = (c->read_eof || c->read_paused ? 0 : EPOLLIN | EPOLLRDHUP) | (c->write_blocked ? EPOLLOUT : 0);
     loop_io_modify(c->worker->loop, &c->io, ev);
 }
 static void on_timer_fired(loop_t *loop, loop_timer_t *t);
@@ -224,7 +224,7 @@ static void on_io(loop_t *loop, loop_io_t *io, uint32_t revents)
         conn_flush(c);
         if (c->state == CONN_CLOSED) return;
     }
-    if (c->read_eof) {
+    if (c->read_eof || c->read_paused) {
         if (revents & (EPOLLHUP | EPOLLERR)) conn_close(c);
         return;
     }
@@ -261,6 +261,18 @@ void conn_set_timeout(conn_t *c, uint64_t ms_from_now)
 {
     if (c->state == CONN_CLOSED) return;
     loop_timer_set(c->worker->loop, &c->timer, loop_now_ms(c->worker->loop) + ms_from_now, on_timer_fired);
+}
+
+void conn_pause_reading(conn_t *c, bool paused)
+{
+    if (c->state == CONN_CLOSED || c->read_paused == paused) return;
+    c->read_paused = paused;
+    update_events(c);
+}
+
+void conn_release(conn_t *c)
+{
+    if (--c->holds == 0 && c->state == CONN_CLOSED) worker_bury(c->worker, c);
 }
 
 /* ---- closing ---- */
@@ -311,6 +323,7 @@ void conn_free(conn_t *c)
     }
     ws_reader_deinit(&c->ws);
     free(c->user);
+    free(c->stash);
     free(c);
 }
 

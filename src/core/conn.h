@@ -26,6 +26,7 @@
 #include <netinet/in.h>
 
 #include "core/frame.h"
+#include "auth/ratelimit.h"
 #include "core/loop.h"
 #include "ws/ws_codec.h"
 
@@ -78,6 +79,9 @@ struct conn {
     bool in_all;                  /* receives events of $all */
     bool write_blocked;           /* EPOLLOUT armed: the kernel buffer was full */
     bool read_eof;                /* the peer closed its side: EPOLLIN no longer watched */
+    bool read_paused;             /* input not wanted now (an HTTP response is pending) */
+    bool http_pending;            /* HTTP: the response to the current request comes later */
+    uint16_t holds;               /* asynchronous work that still refers to this connection */
     bool websocket;               /* upgraded: speaks RFC 6455 frames */
     bool http_close;              /* HTTP: close once the current response is written */
     bool http_continued;          /* HTTP: "100 Continue" sent for the current request */
@@ -87,6 +91,8 @@ struct conn {
 
     /* HTTP: allocated while a request is being read, freed after it */
     struct http_request *req;
+    uint8_t *stash;               /* pipelined bytes read while a response was pending */
+    size_t stash_len;
 
     /* session fields of a subscriber connection */
     uint8_t conn_id[16];
@@ -96,6 +102,7 @@ struct conn {
     uint64_t last_recv_ms;
     uint64_t ping_sent_ms;
     ws_reader_t ws;
+    ratelimit_t rate;             /* limits.messages_per_second */
     const struct ws_app *ws_app;  /* the protocol spoken over WebSocket */
     void *proto_data;             /* a protocol's own extra state, if it needs any */
 };
@@ -118,6 +125,14 @@ void conn_close(conn_t *c);
 
 /* Closes once everything queued has been written (or after a short grace time). */
 void conn_close_after_flush(conn_t *c);
+
+/* Stops or resumes watching for input (the kernel buffers it meanwhile). */
+void conn_pause_reading(conn_t *c, bool paused);
+
+/* Asynchronous work that will come back to c (on c's worker) holds it: a closed
+ * connection is freed only once every hold is released. */
+static inline void conn_hold(conn_t *c) { c->holds++; }
+void conn_release(conn_t *c);
 
 /* Arms the connection's timer (milliseconds from now) for handler->on_timer. */
 void conn_set_timeout(conn_t *c, uint64_t ms_from_now);

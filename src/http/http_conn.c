@@ -95,6 +95,19 @@ static void on_data(conn_t *c, uint8_t *data, size_t len)
         server_route(c, c->req);
         if (c->state == CONN_CLOSED) return;
         drop_request(c);
+        if (c->http_pending) {   /* keep what follows until the response is out */
+            if (len > 0) {
+                c->stash = malloc(len);
+                if (!c->stash) {
+                    conn_close(c);
+                    return;
+                }
+                memcpy(c->stash, data, len);
+                c->stash_len = len;
+            }
+            conn_pause_reading(c, true);
+            return;
+        }
         if (c->handler != &http_conn_handler) {
             /* upgraded: whatever followed the request belongs to the new protocol */
             if (len > 0 && c->state == CONN_OPEN) c->handler->on_data(c, data, len);
@@ -108,10 +121,33 @@ static void on_data(conn_t *c, uint8_t *data, size_t len)
     }
 }
 
+void http_conn_defer(conn_t *c) { c->http_pending = true; }
+
+void http_conn_resume(conn_t *c)
+{
+    c->http_pending = false;
+    if (c->state != CONN_OPEN) return;
+    conn_pause_reading(c, false);
+    if (c->http_close) {
+        conn_close_after_flush(c);
+        return;
+    }
+    conn_set_timeout(c, HTTP_IDLE_TIMEOUT_MS);
+    if (c->stash) {
+        uint8_t *data = c->stash;
+        size_t len = c->stash_len;
+        c->stash = NULL;
+        c->stash_len = 0;
+        on_data(c, data, len);
+        free(data);
+    }
+}
+
 static void on_eof(conn_t *c)
 {
     /* A client that half-closes after its last request still gets its responses. */
-    if (c->out.count > 0 || c->dirty) conn_close_after_flush(c);
+    if (c->http_pending) http_set_close(c);
+    else if (c->out.count > 0 || c->dirty) conn_close_after_flush(c);
     else conn_close(c);
 }
 

@@ -116,3 +116,15 @@ frame_t *event_frame(event_t *e, event_format_t fmt)
     frame_unref(made);   /* another worker won the race: use its frame */
     return expected;
 }
+
+int event_append_envelopes(buf_t *b, event_t *const *events, size_t n)
+{
+    int rc = buf_append_str(b, "[");
+    for (size_t i = 0; i < n; i++) {
+        size_t len;
+        const char *env = event_envelope(events[i], &len);
+        if (i) rc |= buf_append_str(b, ",");
+        rc |= buf_append(b, env, len);
+    }
+    return rc | buf_append_str(b, "]");
+}

@@ -67,4 +67,7 @@ static inline const char *event_envelope(const event_t *e, size_t *len)
     return (const char *)f->data + e->envelope_offset;
 }
 
+/* Appends the envelopes of events[0..n) as a JSON array to b. */
+int event_append_envelopes(buf_t *b, event_t *const *events, size_t n);
+
 #endif

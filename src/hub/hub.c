@@ -56,11 +56,13 @@ bool hub_is_subscribed(const hub_t *h, const conn_t *c, const char *channel, siz
     return find_sub(c, channel, len) != NULL;
 }
 
-int hub_subscribe(hub_t *h, conn_t *c, const char *channel, size_t len, uint64_t *offset_out)
+int hub_subscribe(hub_t *h, conn_t *c, const char *channel, size_t len, const seq_since_t *since,
+                  seq_snapshot_t *snap)
 {
+    memset(snap, 0, sizeof *snap);
     sub_t *existing = find_sub(c, channel, len);
     if (existing) {
-        *offset_out = sequencer_latest(h->seq, channel, len);
+        snap->latest = sequencer_latest(h->seq, channel, len);
         return HERALD_EEXIST;
     }
     hub_channel_t *ch = (hub_channel_t *)strmap_get(&h->channels, channel, len);
@@ -87,7 +89,16 @@ int hub_subscribe(hub_t *h, conn_t *c, const char *channel, size_t len, uint64_t
     if (!s) return HERALD_ENOMEM;
     /* The snapshot and the registration happen under the sequencer's lock, so every
      * event with a larger offset reaches this worker's inbox after this point. */
-    uint64_t off = sequencer_subscribe(h->seq, channel, len);
+    if (sequencer_subscribe(h->seq, channel, len, since, snap) < 0) {
+        free(s);
+        if (ch->count == 0) {
+            strmap_remove(&h->channels, &ch->node);
+            free(ch->members);
+            free(ch);
+        }
+        return HERALD_ENOMEM;
+    }
+    uint64_t off = snap->latest;
     s->conn = c;
     s->channel = ch;
     s->index = ch->count;
@@ -96,15 +107,7 @@ int hub_subscribe(hub_t *h, conn_t *c, const char *channel, size_t len, uint64_t
     c->subs = s;
     c->sub_count++;
     ch->members[ch->count++] = s;
-    *offset_out = off;
     return 0;
-}
-
-void hub_set_floor(hub_t *h, conn_t *c, const char *channel, size_t len, uint64_t offset)
-{
-    (void)h;
-    sub_t *s = find_sub(c, channel, len);
-    if (s && offset > s->after_offset) s->after_offset = offset;
 }
 
 static void remove_member(hub_t *h, sub_t *s)

@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "core/conn.h"
+#include "hub/sequencer.h"
 
 struct sequencer;
 struct event;
@@ -39,14 +40,14 @@ typedef struct hub hub_t;
 hub_t *hub_create(struct sequencer *seq);
 void hub_destroy(hub_t *h);
 
-/* Subscribes c to channel (no-op returning 0 if already subscribed). On success
- * *offset_out is the channel's latest offset at this instant, and events up to it
- * will not be delivered by fan-out. Returns 0, HERALD_EEXIST (already subscribed;
- * offset_out still set), or HERALD_ENOMEM. */
-int hub_subscribe(hub_t *h, conn_t *c, const char *channel, size_t len, uint64_t *offset_out);
-
-/* Raises the subscription's floor (after recovered events were sent). */
-void hub_set_floor(hub_t *h, conn_t *c, const char *channel, size_t len, uint64_t offset);
+/* Subscribes c to channel. On success snap->latest is the channel's latest offset
+ * at this instant: fan-out delivers only events above it. With since, snap also
+ * holds the stored events the client missed (see sequencer_subscribe), which the
+ * caller sends before anything else reaches the connection; release snap after.
+ * Returns 0, HERALD_EEXIST (already subscribed: snap->latest set, no recovery), or
+ * HERALD_ENOMEM. */
+int hub_subscribe(hub_t *h, conn_t *c, const char *channel, size_t len, const seq_since_t *since,
+                  seq_snapshot_t *snap);
 
 /* Returns 0, or HERALD_ENOTFOUND when c was not subscribed. */
 int hub_unsubscribe(hub_t *h, conn_t *c, const char *channel, size_t len);

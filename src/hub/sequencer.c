@@ -1,4 +1,5 @@
 #include "hub/sequencer.h"
+#include "auth/policy.h"
 #include "core/err.h"
 #include "core/strmap.h"
 #include "hub/event.h"
@@ -11,14 +12,31 @@ typedef struct seq_channel {
     strmap_node_t node;
     uint64_t offset;         /* latest assigned; 0 before the first event */
     long subscribers;        /* connections on this node */
+    /* history: a ring of the last ring_cap events, oldest at ring_head */
+    event_t **ring;
+    uint32_t ring_cap, ring_count, ring_head;
+    uint32_t ttl_s;
     size_t name_len;
     char name[];
 } seq_channel_t;
+
+/* An idempotency key seen recently. Keys expire in insertion order (one TTL for
+ * all), so a FIFO list is the expiry queue. */
+typedef struct idem_entry {
+    strmap_node_t node;       /* key: channel NUL idempotency key */
+    struct idem_entry *fifo_next;
+    uint64_t expires_ms;
+    uint64_t offset;
+    char id[UUID_STR_LEN];
+    char key[];
+} idem_entry_t;
 
 struct sequencer {
     pthread_mutex_t lock;
     strmap_t channels;
     long active;             /* channels with subscribers > 0 */
+    strmap_t idem;
+    idem_entry_t *idem_head, *idem_tail;
     char epoch[17];
     sequencer_dispatch_fn dispatch;
     void *ctx;
@@ -44,6 +62,13 @@ sequencer_t *sequencer_create(const config_t *cfg, sequencer_dispatch_fn dispatc
     return s;
 }
 
+static void channel_free(seq_channel_t *ch)
+{
+    for (uint32_t i = 0; i < ch->ring_count; i++) event_unref(ch->ring[(ch->ring_head + i) % ch->ring_cap]);
+    free(ch->ring);
+    free(ch);
+}
+
 void sequencer_destroy(sequencer_t *s)
 {
     if (!s) return;
@@ -51,15 +76,29 @@ void sequencer_destroy(sequencer_t *s)
     strmap_node_t *n = strmap_first(&s->channels, &b);
     while (n) {
         strmap_node_t *next = strmap_next(&s->channels, n, &b);
-        free(n);
+        channel_free((seq_channel_t *)n);
         n = next;
     }
     strmap_deinit(&s->channels);
+    while (s->idem_head) {
+        idem_entry_t *e = s->idem_head;
+        s->idem_head = e->fifo_next;
+        free(e);
+    }
+    strmap_deinit(&s->idem);
     pthread_mutex_destroy(&s->lock);
     free(s);
 }
 
 const char *sequencer_epoch(const sequencer_t *s) { return s->epoch; }
+
+void seq_snapshot_release(seq_snapshot_t *snap)
+{
+    for (size_t i = 0; i < snap->event_count; i++) event_unref(snap->events[i]);
+    free(snap->events);
+    snap->events = NULL;
+    snap->event_count = 0;
+}
 
 /* Lock held. */
 static seq_channel_t *get_or_create(sequencer_t *s, const char *name, size_t len)
@@ -72,6 +111,9 @@ static seq_channel_t *get_or_create(sequencer_t *s, const char *name, size_t len
     ch->name_len = len;
     ch->node.key = ch->name;
     ch->node.key_len = len;
+    const channel_rule_t *rule = policy_find_rule_any_user(s->cfg, name, len);
+    ch->ring_cap = rule ? rule->history_size : s->cfg->history.size;
+    ch->ttl_s = rule ? rule->history_ttl_s : s->cfg->history.ttl_s;
     if (strmap_insert(&s->channels, &ch->node) < 0) {
         free(ch);
         return NULL;
@@ -85,50 +127,167 @@ static void maybe_drop(sequencer_t *s, seq_channel_t *ch)
 {
     if (ch->subscribers == 0 && ch->offset == 0) {
         strmap_remove(&s->channels, &ch->node);
-        free(ch);
+        channel_free(ch);
     }
 }
 
+/* Lock held. Drops events older than the channel's TTL from the front. */
+static void expire(seq_channel_t *ch, uint64_t now_ms)
+{
+    uint64_t ttl_ms = (uint64_t)ch->ttl_s * 1000;
+    while (ch->ring_count > 0) {
+        event_t *e = ch->ring[ch->ring_head];
+        if (e->wall_ms + ttl_ms > now_ms) break;
+        event_unref(e);
+        ch->ring_head = (ch->ring_head + 1) % ch->ring_cap;
+        ch->ring_count--;
+    }
+}
+
+/* Lock held. Takes a reference to ev. */
+static int store(seq_channel_t *ch, event_t *ev)
+{
+    if (ch->ring_cap == 0) return 0;
+    if (!ch->ring) {
+        ch->ring = calloc(ch->ring_cap, sizeof *ch->ring);
+        if (!ch->ring) return HERALD_ENOMEM;
+    }
+    if (ch->ring_count == ch->ring_cap) {
+        event_unref(ch->ring[ch->ring_head]);
+        ch->ring_head = (ch->ring_head + 1) % ch->ring_cap;
+        ch->ring_count--;
+    }
+    ch->ring[(ch->ring_head + ch->ring_count) % ch->ring_cap] = event_ref(ev);
+    ch->ring_count++;
+    return 0;
+}
+
+/* Lock held. Copies references to the stored events with offset > after, at most
+ * limit of them (the first ones, or the last ones when `last`). */
+static int collect(seq_channel_t *ch, uint64_t after, size_t limit, bool last, seq_snapshot_t *snap)
+{
+    uint32_t first = 0;
+    while (first < ch->ring_count && ch->ring[(ch->ring_head + first) % ch->ring_cap]->offset <= after) first++;
+    size_t n = ch->ring_count - first;
+    if (n > limit) {
+        if (last) first += (uint32_t)(n - limit);
+        n = limit;
+    }
+    if (n == 0) return 0;
+    snap->events = malloc(n * sizeof *snap->events);
+    if (!snap->events) return HERALD_ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        snap->events[i] = event_ref(ch->ring[(ch->ring_head + first + i) % ch->ring_cap]);
+    snap->event_count = n;
+    return 0;
+}
+
+/* Lock held. Forgets idempotency keys past their TTL. */
+static void idem_expire(sequencer_t *s, uint64_t now_ms)
+{
+    while (s->idem_head && s->idem_head->expires_ms <= now_ms) {
+        idem_entry_t *e = s->idem_head;
+        s->idem_head = e->fifo_next;
+        if (!s->idem_head) s->idem_tail = NULL;
+        strmap_remove(&s->idem, &e->node);
+        free(e);
+    }
+}
+
+static idem_entry_t *idem_new(const char *channel, size_t clen, const char *key, size_t klen)
+{
+    idem_entry_t *e = calloc(1, sizeof *e + clen + klen + 2);
+    if (!e) return NULL;
+    memcpy(e->key, channel, clen);
+    memcpy(e->key + clen + 1, key, klen);
+    e->node.key = e->key;
+    e->node.key_len = clen + 1 + klen;
+    return e;
+}
+
 int sequencer_publish(sequencer_t *s, const char *channel, size_t channel_len, const char *name,
-                      size_t name_len, const char *data, size_t data_len, publish_result_t *out)
+                      size_t name_len, const char *data, size_t data_len, const char *idem_key,
+                      size_t idem_len, publish_result_t *out)
 {
     uint64_t now = time_wall_ms();
-    pthread_mutex_lock(&s->lock);
-    seq_channel_t *ch = get_or_create(s, channel, channel_len);
-    if (!ch) {
-        pthread_mutex_unlock(&s->lock);
-        return HERALD_ENOMEM;
+    idem_entry_t *fresh = NULL;
+    if (idem_key) {
+        fresh = idem_new(channel, channel_len, idem_key, idem_len);
+        if (!fresh) return HERALD_ENOMEM;
     }
-    event_t *ev = event_create(channel, channel_len, name, name_len, data, data_len, ch->offset + 1,
-                               now, NULL);
-    if (!ev) {
-        maybe_drop(s, ch);
+    pthread_mutex_lock(&s->lock);
+    if (fresh) {
+        idem_expire(s, now);
+        idem_entry_t *seen = (idem_entry_t *)strmap_get(&s->idem, fresh->node.key, fresh->node.key_len);
+        if (seen) {
+            out->offset = seen->offset;
+            memcpy(out->id, seen->id, UUID_STR_LEN);
+            out->duplicate = true;
+            pthread_mutex_unlock(&s->lock);
+            free(fresh);
+            return 0;
+        }
+    }
+    seq_channel_t *ch = get_or_create(s, channel, channel_len);
+    event_t *ev = ch ? event_create(channel, channel_len, name, name_len, data, data_len, ch->offset + 1, now, NULL)
+                     : NULL;
+    if (!ev || store(ch, ev) < 0) {
+        if (ch) maybe_drop(s, ch);
         pthread_mutex_unlock(&s->lock);
+        event_unref(ev);
+        free(fresh);
         return HERALD_ENOMEM;
     }
     ch->offset++;
-    if (out) {
-        out->offset = ev->offset;
-        memcpy(out->id, ev->id, UUID_STR_LEN);
-        out->duplicate = false;
+    expire(ch, now);
+    out->offset = ev->offset;
+    memcpy(out->id, ev->id, UUID_STR_LEN);
+    out->duplicate = false;
+    if (fresh) {
+        fresh->offset = ev->offset;
+        memcpy(fresh->id, ev->id, UUID_STR_LEN);
+        fresh->expires_ms = now + (uint64_t)s->cfg->history.idempotency_ttl_s * 1000;
+        if (strmap_insert(&s->idem, &fresh->node) == 0) {
+            if (s->idem_tail) s->idem_tail->fifo_next = fresh;
+            else s->idem_head = fresh;
+            s->idem_tail = fresh;
+            fresh = NULL;
+        }
     }
     s->dispatch(s->ctx, ev);
     pthread_mutex_unlock(&s->lock);
     event_unref(ev);
+    free(fresh);
     return 0;
 }
 
-uint64_t sequencer_subscribe(sequencer_t *s, const char *channel, size_t len)
+int sequencer_subscribe(sequencer_t *s, const char *channel, size_t len, const seq_since_t *since,
+                        seq_snapshot_t *snap)
 {
+    memset(snap, 0, sizeof *snap);
+    int rc = 0;
     pthread_mutex_lock(&s->lock);
     seq_channel_t *ch = get_or_create(s, channel, len);
-    uint64_t off = 0;
-    if (ch) {
-        if (ch->subscribers++ == 0) s->active++;
-        off = ch->offset;
+    if (!ch) {
+        pthread_mutex_unlock(&s->lock);
+        return HERALD_ENOMEM;
+    }
+    if (ch->subscribers++ == 0) s->active++;
+    snap->latest = ch->offset;
+    if (since) {
+        expire(ch, time_wall_ms());
+        bool same_epoch = !since->epoch || strcmp(since->epoch, s->epoch) == 0;
+        /* history reaches back when the first event after `since` is still stored */
+        uint64_t oldest = ch->ring_count ? ch->ring[ch->ring_head]->offset : ch->offset + 1;
+        snap->recovered = same_epoch && since->offset <= ch->offset && since->offset + 1 >= oldest;
+        if (snap->recovered) rc = collect(ch, since->offset, SIZE_MAX, false, snap);
+    }
+    if (rc < 0 && --ch->subscribers == 0) {   /* undo: the caller does not subscribe */
+        s->active--;
+        maybe_drop(s, ch);
     }
     pthread_mutex_unlock(&s->lock);
-    return off;
+    return rc;
 }
 
 void sequencer_unsubscribe(sequencer_t *s, const char *channel, size_t len)
@@ -149,6 +308,22 @@ uint64_t sequencer_latest(sequencer_t *s, const char *channel, size_t len)
     uint64_t off = ch ? ch->offset : 0;
     pthread_mutex_unlock(&s->lock);
     return off;
+}
+
+int sequencer_history(sequencer_t *s, const char *channel, size_t len, bool has_since, uint64_t since,
+                      size_t limit, seq_snapshot_t *snap)
+{
+    memset(snap, 0, sizeof *snap);
+    int rc = 0;
+    pthread_mutex_lock(&s->lock);
+    seq_channel_t *ch = (seq_channel_t *)strmap_get(&s->channels, channel, len);
+    if (ch) {
+        expire(ch, time_wall_ms());
+        snap->latest = ch->offset;
+        rc = collect(ch, has_since ? since : 0, limit, !has_since, snap);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return rc;
 }
 
 long sequencer_active_channels(sequencer_t *s)

@@ -1,15 +1,19 @@
 /* sequencer: the node's one ordering point. For every channel it keeps the latest
- * offset, the epoch, and how many connections on this node subscribe; publishing
- * assigns the next offset, builds the shared event and dispatches it to every
- * worker, all under one lock, so each worker's inbox receives a channel's events in
- * offset order.
+ * offset, the recent events (history, per the channel's rule: `size` events for
+ * `ttl_s` seconds), and how many connections on this node subscribe; publishing
+ * assigns the next offset, stores the event and dispatches it to every worker, all
+ * under one lock, so each worker's inbox receives a channel's events in offset
+ * order, and a subscriber's snapshot (offset + missed events) is exact.
  *
- * History (the events kept for recovery) and the durable store attach here: the
- * seams are sequencer_publish (store before dispatch) and sequencer_subscribe
- * (snapshot under the same lock as registration).
+ * Also: idempotency keys (a repeated key within history.idempotency_ttl_s returns
+ * the first publish's result and delivers nothing).
  *
- * Owns: the channel table and its state. Thread-safe: any thread; the dispatch
- * callback runs with the lock held and must not call back into the sequencer. */
+ * The durable store attaches here: sequencer_publish (store before dispatch) and
+ * channel creation (load the offset).
+ *
+ * Owns: the channel table, the stored events (references), the idempotency table.
+ * Thread-safe: any thread; the dispatch callback runs with the lock held and must
+ * not call back into the sequencer. */
 #ifndef HERALD_SEQUENCER_H
 #define HERALD_SEQUENCER_H
 
@@ -35,18 +39,44 @@ const char *sequencer_epoch(const sequencer_t *s);
 typedef struct publish_result {
     uint64_t offset;
     char id[UUID_STR_LEN];
-    bool duplicate;
+    bool duplicate;          /* the idempotency key was seen: nothing was published */
 } publish_result_t;
 
-/* Sequences and dispatches one event. data is compact JSON text. Returns 0 or
- * HERALD_ENOMEM. */
+/* Sequences, stores and dispatches one event. data is compact JSON text.
+ * idem_key may be NULL. Returns 0 or HERALD_ENOMEM. */
 int sequencer_publish(sequencer_t *s, const char *channel, size_t channel_len, const char *name,
-                      size_t name_len, const char *data, size_t data_len, publish_result_t *out);
+                      size_t name_len, const char *data, size_t data_len, const char *idem_key,
+                      size_t idem_len, publish_result_t *out);
 
-/* Registers one more local subscriber and returns the channel's latest offset. */
-uint64_t sequencer_subscribe(sequencer_t *s, const char *channel, size_t len);
+/* Where a client says it was: recover the events after `offset`. */
+typedef struct seq_since {
+    uint64_t offset;
+    const char *epoch;       /* NULL: the client did not say */
+} seq_since_t;
+
+/* A consistent view of a channel: its latest offset and, when asked, stored events
+ * (references the caller releases with seq_snapshot_release). */
+typedef struct seq_snapshot {
+    uint64_t latest;
+    bool recovered;          /* subscribe with since: every missed event is in events */
+    struct event **events;   /* in offset order */
+    size_t event_count;
+} seq_snapshot_t;
+
+void seq_snapshot_release(seq_snapshot_t *snap);
+
+/* Registers one more local subscriber and fills snap->latest. With since, also the
+ * stored events after since->offset when history reaches back (recovered), else
+ * none (recovered false). Returns 0 or HERALD_ENOMEM. */
+int sequencer_subscribe(sequencer_t *s, const char *channel, size_t len, const seq_since_t *since,
+                        seq_snapshot_t *snap);
 void sequencer_unsubscribe(sequencer_t *s, const char *channel, size_t len);
 uint64_t sequencer_latest(sequencer_t *s, const char *channel, size_t len);
+
+/* Stored events of a channel: with has_since, the first `limit` after `since`;
+ * otherwise the last `limit`. */
+int sequencer_history(sequencer_t *s, const char *channel, size_t len, bool has_since, uint64_t since,
+                      size_t limit, seq_snapshot_t *snap);
 
 /* Channels with at least one subscriber on this node. */
 long sequencer_active_channels(sequencer_t *s);

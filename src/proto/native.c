@@ -2,6 +2,7 @@
 #include "auth/policy.h"
 #include "core/err.h"
 #include "core/util.h"
+#include "hub/event.h"
 #include "hub/hub.h"
 #include "hub/sequencer.h"
 #include "server.h"
@@ -81,10 +82,10 @@ static void on_open(conn_t *c, const struct http_request *req)
         char *ch = policy_expand_template(cfg->auto_join[i], lookup_sub, c);
         if (!ch) continue;   /* the template needs a {sub} this connection lacks */
         size_t len = strlen(ch);
-        uint64_t off;
+        seq_snapshot_t snap;
         if (channel_name_valid(ch, len) && c->sub_count < cfg->limits.max_channels_per_connection &&
             policy_check(cfg, &p, POLICY_SUBSCRIBE, ch, len) == VERDICT_ALLOW &&
-            hub_subscribe(c->worker->hub, c, ch, len, &off) == 0)
+            hub_subscribe(c->worker->hub, c, ch, len, NULL, &snap) == 0)
             json_array_append_new(joined, json_string(ch));
         free(ch);
     }
@@ -198,30 +199,42 @@ static void handle_subscribe(conn_t *c, json_t *msg, json_t *id)
     }
     const char *epoch = sequencer_epoch(c->worker->server->seq);
     json_t *names = json_array(), *offsets = json_object(), *epochs = json_object(), *recovered = NULL;
+    seq_snapshot_t *snaps = calloc(json_array_size(list), sizeof *snaps);
+    if (!snaps) {
+        send_error(c, id, "unavailable", "out of memory", NULL);
+        json_decref(names), json_decref(offsets), json_decref(epochs), json_decref(list);
+        return;
+    }
     json_array_foreach(list, i, v) {
         const char *name = json_string_value(v);
         size_t len = json_string_length(v);
-        uint64_t latest = 0;
-        int rc = hub_subscribe(hub, c, name, len, &latest);
+        seq_since_t want = {0};
+        bool asked = since && since_for(since, json_object_get(msg, "epoch"), name, &want.offset, &want.epoch);
+        int rc = hub_subscribe(hub, c, name, len, asked ? &want : NULL, &snaps[i]);
         if (rc < 0 && rc != HERALD_EEXIST) {
             send_error(c, id, "unavailable", "out of memory", name);
             break;
         }
         json_array_append(names, v);
-        json_object_set_new(offsets, name, json_integer((json_int_t)latest));
+        json_object_set_new(offsets, name, json_integer((json_int_t)snaps[i].latest));
         json_object_set_new(epochs, name, json_string(epoch));
-        uint64_t want;
-        const char *want_epoch = NULL;
-        if (since && since_for(since, json_object_get(msg, "epoch"), name, &want, &want_epoch)) {
-            /* Without stored history only a client that missed nothing is whole. */
-            bool ok = want == latest && (!want_epoch || strcmp(want_epoch, epoch) == 0);
+        if (asked && rc == 0) {
             if (!recovered) recovered = json_object();
-            json_object_set_new(recovered, name, json_boolean(ok));
+            json_object_set_new(recovered, name, json_boolean(snaps[i].recovered));
         }
     }
     json_t *d = json_pack("{so so so}", "channels", names, "offsets", offsets, "epochs", epochs);
     if (recovered) json_object_set_new(d, "recovered", recovered);
     send_json(c, reply("subscribed", id, d));
+    /* then what each channel missed, in order; fan-out resumes above snap.latest */
+    for (size_t k = 0; k < json_array_size(list); k++) {
+        for (size_t e = 0; e < snaps[k].event_count && c->state == CONN_OPEN; e++) {
+            frame_t *f = event_frame(snaps[k].events[e], (event_format_t)c->format);
+            if (f) conn_send(c, frame_ref(f), true);
+        }
+        seq_snapshot_release(&snaps[k]);
+    }
+    free(snaps);
     json_decref(list);
 }
 
@@ -275,7 +288,7 @@ static void handle_publish(conn_t *c, json_t *msg, json_t *id)
     uint64_t t0 = time_mono_ns();
     publish_result_t r;
     int rc = sequencer_publish(s->seq, name, len, json_string_value(ev), json_string_length(ev), text,
-                               strlen(text), &r);
+                               strlen(text), NULL, 0, &r);
     free(text);
     if (rc < 0) {
         send_error(c, id, "unavailable", err_str(rc), name);
@@ -289,27 +302,63 @@ static void handle_publish(conn_t *c, json_t *msg, json_t *id)
 static void handle_history(conn_t *c, json_t *msg, json_t *id)
 {
     json_t *ch = json_object_get(msg, "channel");
-    if (!json_is_string(ch) || !channel_name_valid(json_string_value(ch), json_string_length(ch))) {
-        send_error(c, id, "bad_request", "history needs a valid \"channel\"", NULL);
+    json_t *since = json_object_get(msg, "since"), *limit = json_object_get(msg, "limit");
+    if (!json_is_string(ch) || !channel_name_valid(json_string_value(ch), json_string_length(ch)) ||
+        (since && (!json_is_integer(since) || json_integer_value(since) < 0)) ||
+        (limit && (!json_is_integer(limit) || json_integer_value(limit) < 0))) {
+        send_error(c, id, "bad_request", "history needs a valid \"channel\"; since and limit are non-negative integers", NULL);
         return;
     }
     principal_t p = principal_of(c);
     const char *name = json_string_value(ch);
     size_t len = json_string_length(ch);
-    if (policy_check(c->worker->cfg, &p, POLICY_SUBSCRIBE, name, len) != VERDICT_ALLOW) {
-        send_error(c, id, "forbidden", "not allowed to read this channel", name);
+    policy_verdict_t verdict = policy_check(c->worker->cfg, &p, POLICY_SUBSCRIBE, name, len);
+    if (verdict != VERDICT_ALLOW) {
+        send_error(c, id, verdict == VERDICT_UNAUTHORIZED ? "unauthorized" : "forbidden",
+                   "not allowed to read this channel", name);
         return;
     }
-    /* No events are stored yet on this node: the reply says where the channel is,
-     * so a client can tell whether it missed anything. */
+    size_t lim = limit ? (size_t)json_integer_value(limit) : HISTORY_DEFAULT_LIMIT;
+    if (lim > HISTORY_MAX_LIMIT) lim = HISTORY_MAX_LIMIT;
     server_t *s = c->worker->server;
-    json_t *d = json_pack("{sss[]sIss}", "channel", name, "events", "offset",
-                          (json_int_t)sequencer_latest(s->seq, name, len), "epoch", sequencer_epoch(s->seq));
-    send_json(c, reply("history", id, d));
+    seq_snapshot_t snap;
+    if (sequencer_history(s->seq, name, len, since != NULL, since ? (uint64_t)json_integer_value(since) : 0, lim,
+                          &snap) < 0) {
+        send_error(c, id, "unavailable", "out of memory", name);
+        return;
+    }
+    /* Built as text: the stored envelopes are spliced in as they are, not re-parsed. */
+    buf_t b = {0};
+    int rc = buf_append_str(&b, "{\"type\":\"history\"");
+    if (id) {
+        char *idtext = json_dumps(id, JSON_COMPACT | JSON_ENCODE_ANY);
+        rc |= buf_printf(&b, ",\"id\":%s", idtext ? idtext : "null");
+        free(idtext);
+    }
+    rc |= buf_append_str(&b, ",\"data\":{\"channel\":");
+    rc |= buf_append_json_str(&b, name, len);
+    rc |= buf_append_str(&b, ",\"events\":");
+    rc |= event_append_envelopes(&b, snap.events, snap.event_count);
+    rc |= buf_printf(&b, ",\"offset\":%llu,\"epoch\":\"%s\"}}", (unsigned long long)snap.latest,
+                     sequencer_epoch(s->seq));
+    seq_snapshot_release(&snap);
+    if (rc) send_error(c, id, "unavailable", "out of memory", name);
+    else ws_transport_send_text(c, b.data, b.len);
+    buf_free(&b);
 }
 
 static void on_text(conn_t *c, char *data, size_t len)
 {
+    ratelimit_verdict_t rate = ratelimit_take(&c->rate, c->worker->cfg->limits.messages_per_second,
+                                              loop_now_ms(c->worker->loop));
+    if (rate == RATE_CLOSE) {
+        ws_transport_close(c, WS_CLOSE_POLICY, "message rate over limits.messages_per_second");
+        return;
+    }
+    if (rate == RATE_REFUSE) {
+        send_error(c, NULL, "rate_limited", "over limits.messages_per_second", NULL);
+        return;
+    }
     json_error_t err;
     json_t *msg = json_loadb(data, len, JSON_REJECT_DUPLICATES, &err);
     if (!json_is_object(msg)) {

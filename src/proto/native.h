@@ -14,6 +14,9 @@
 
 extern const ws_app_t native_app;
 
+#define HISTORY_DEFAULT_LIMIT 100
+#define HISTORY_MAX_LIMIT 1000
+
 /* True for the names of control messages, which events may not use (SPEC 9.1). */
 bool native_is_control_name(const char *name, size_t len);
 

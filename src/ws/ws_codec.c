@@ -476,6 +476,7 @@ static int partial_continue(ws_reader_t *r, uint8_t *data, size_t len, size_t *p
         return fail(r, WS_CLOSE_PROTOCOL, HERALD_EPROTO);
     r->buf_len = start;
     r->partial_len = 0;
+    buf_trim(r);
     *pos = h.header_len - plen;
     return frame_start(r, &h, tmp, data, len, pos, cb, ctx);
 }
