@@ -291,9 +291,21 @@ static long due_events(const bench_t *b, uint64_t now)
     return due >= (double)b->events_total ? b->events_total : (long)due;
 }
 
+static bool pubs_have_room(const bench_t *b)
+{
+    for (int i = 0; i < b->npubs; i++)
+        if (b->pubs[i].state == PUB_OPEN && b->pubs[i].inflight < b->opt->pipeline)
+            return true;
+    return false;
+}
+
+/* Wakes the loop when the next event is due. Not armed while every pipeline is full:
+ * a due time already past would fire at once, again and again, until an answer came;
+ * the answer wakes the loop by itself. */
 static void arm_timer(bench_t *b, ltimer_t *t)
 {
-    if (b->opt->workload != BENCH_LATENCY || b->next_seq >= b->events_total)
+    if (b->opt->workload != BENCH_LATENCY || b->next_seq >= b->events_total ||
+        !pubs_have_room(b))
         return;
     uint64_t at = b->t_run_start + (uint64_t)((double)b->next_seq * 1e9 / b->opt->rate);
     struct itimerspec its = {.it_value = {.tv_sec = (time_t)(at / 1000000000ull),
@@ -357,7 +369,8 @@ static void run(bench_t *b, ltimer_t *timer, report_t *r)
         case PH_CONNECT:
             while (b->handshakes_inflight < o->handshakes && b->subs_started < b->nsubs)
                 sub_start(b, &b->subs[b->subs_started]);
-            if (b->subs_ready + b->subs_failed + b->subs_lost >= b->nsubs) {
+            /* subs_ready counts every subscriber that got ready, even if it closed since. */
+            if (b->subs_ready + b->subs_failed >= b->nsubs) {
                 r->t_connected = now;
                 double wait = o->workload == BENCH_IDLE ? o->idle_wait_s : o->settle_s;
                 settle_until = now + (uint64_t)(wait * 1e9);

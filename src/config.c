@@ -411,9 +411,12 @@ static bool name_allowed(const names_t *nm, const char *name, size_t len)
 }
 
 /* A channel pattern or template: `{name}` of [A-Za-z0-9_-], balanced braces, `*`
- * only as the last character and only where star is true (SPEC 9.6). */
+ * only as the last character and only where star is true (SPEC 9.6). In a pattern
+ * (star true) a segment between ':' holds at most one placeholder besides {sub}:
+ * two in one segment would make matching backtrack over every split of it. */
 static bool check_template(const char *s, bool star, const names_t *nm, char *why, size_t wl)
 {
+    int in_segment = 0;
     if (!*s) {
         snprintf(why, wl, "must not be empty");
         return false;
@@ -423,6 +426,7 @@ static bool check_template(const char *s, bool star, const names_t *nm, char *wh
         return false;
     }
     for (const char *p = s; *p; p++) {
+        if (*p == ':') in_segment = 0;
         if (*p == '*') {
             if (!star) {
                 snprintf(why, wl, "'*' is not allowed here");
@@ -458,6 +462,10 @@ static bool check_template(const char *s, bool star, const names_t *nm, char *wh
         }
         if (!name_allowed(nm, name, len)) {
             snprintf(why, wl, "{%.*s} %s", (int)(len > 40 ? 40 : len), name, nm->what);
+            return false;
+        }
+        if (star && !(len == 3 && memcmp(name, "sub", 3) == 0) && ++in_segment > 1) {
+            snprintf(why, wl, "at most one {name} between two ':' in a pattern");
             return false;
         }
         p = name + len;

@@ -11,12 +11,15 @@ bool channel_name_valid(const char *name, size_t len)
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)name[i];
         if (c <= 0x20 || c == 0x7f) return false;
+        /* C1 controls U+0080..U+009F are encoded C2 80..C2 9F */
+        if (c == 0xc2 && i + 1 < len && (unsigned char)name[i + 1] <= 0x9f) return false;
     }
     return utf8_valid((const uint8_t *)name, len);
 }
 
-/* Recursive matcher over the pattern; names are at most 255 bytes and patterns are
- * short, and `{x}` backtracks only to the next ':' so the cost stays linear-ish. */
+/* Recursive matcher over the pattern. `{x}` backtracks only within its segment
+ * (it cannot span ':'), and config allows one such placeholder per segment, so a
+ * match costs at most O(name length squared) for names of at most 255 bytes. */
 /* Passed as `sub` to let {sub} match any one segment, like {name}. */
 static const char any_sub[] = "";
 
@@ -112,7 +115,10 @@ char *policy_expand_template(const char *tmpl, const char *(*lookup)(void *ctx, 
     for (const char *p = tmpl; *p;) {
         if (*p == '{') {
             const char *close = strchr(p, '}');
-            if (!close) break;
+            if (!close) {   /* malformed: refuse rather than cut the template short */
+                buf_free(&b);
+                return NULL;
+            }
             const char *v = lookup(ctx, p + 1, (size_t)(close - p - 1));
             if (!v || buf_append_str(&b, v) < 0) {
                 buf_free(&b);

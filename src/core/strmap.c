@@ -8,7 +8,7 @@
  * adversarial collision floods beyond what max_channels_per_connection bounds. */
 uint64_t strmap_hash(const char *key, size_t len)
 {
-    uint64_t h = 1469598103934665603ull;
+    uint64_t h = 14695981039346656037ull;
     for (size_t i = 0; i < len; i++) {
         h ^= (unsigned char)key[i];
         h *= 1099511628211ull;

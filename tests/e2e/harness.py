@@ -540,10 +540,17 @@ class RawWS:
             self._need(4, deadline)
             n = struct.unpack("!H", self.buf[2:4])[0]
             pos = 4
+            if n < 126:
+                raise AssertionError("server frame length %d not in its shortest form (16-bit)" % n)
         elif n == 127:
             self._need(10, deadline)
             n = struct.unpack("!Q", self.buf[2:10])[0]
             pos = 10
+            if n < 65536 or n >> 63:
+                raise AssertionError("server frame length %d not in its shortest form (64-bit)" % n)
+        op = b0 & 0xF
+        if op >= 8 and (n > 125 or not b0 & 0x80):
+            raise AssertionError("server control frame op=%d len=%d fin=%d" % (op, n, b0 >> 7))
         self._need(pos + n, deadline)
         payload = self.buf[pos:pos + n]
         self.buf = self.buf[pos + n:]

@@ -11,6 +11,7 @@ import re
 import socket
 import sys
 import time
+import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (ISO_RE, CONTROL_TYPES, RawHTTP, ServerCase, assert_error_json, http,  # noqa: E402
@@ -524,6 +525,83 @@ class HttpApi(ServerCase):
                 s.close()
 
 
+    def test_content_length_with_transfer_encoding_is_400(self):
+        body = b'{"channel":"smuggle","event":"e","data":1}'
+        for head in (b"Content-Length: %d\r\nTransfer-Encoding: chunked\r\n" % len(body),
+                     b"Content-Length: %d\r\nContent-Length: %d\r\n" % (len(body), len(body) + 5)):
+            c = RawHTTP(self.server.port)
+            try:
+                c.send(b"POST /api/publish HTTP/1.1\r\nHost: x\r\n" + head + b"\r\n" + body)
+                st, _h, _b = c.read_response()
+                self.assertEqual(st, 400, head)
+            finally:
+                c.close()
+        self.assertEqual(self.server.get("/api/history?channel=smuggle")[1]["offset"], 0)
+
+    def test_pipelined_then_malformed(self):
+        ch = uniq("pipebad")
+        c = self.rawhttp()
+        c.send(request_bytes("POST", "/api/publish", {"channel": ch, "event": "e", "data": 1}) + b"BROKEN\r\n\r\n")
+        st, _h, body = c.read_response()
+        self.assertEqual((st, json.loads(body)["offset"]), (200, 1))
+        st, _h, _b = c.read_response()
+        self.assertEqual(st, 400)
+        self.assertTrue(c.at_eof(2.0))
+
+    def test_body_trickled_byte_by_byte(self):
+        ch = uniq("trickle")
+        raw = request_bytes("POST", "/api/publish", {"channel": ch, "event": "e", "data": {"slow": True}})
+        c = self.rawhttp()
+        for i in range(len(raw)):
+            c.send(raw[i:i + 1])
+        st, _h, body = c.read_response()
+        self.assertEqual((st, json.loads(body)["offset"]), (200, 1))
+
+    def test_many_concurrent_keep_alive_connections(self):
+        conns = [self.rawhttp() for _ in range(200)]
+        for c in conns:
+            c.send(request_bytes("GET", "/health"))
+        for c in conns:
+            self.assertEqual(c.read_response()[0], 200)
+        for c in conns[::7]:
+            c.send(request_bytes("GET", "/stats"))
+            self.assertEqual(c.read_response()[0], 200)
+
+    def test_too_many_headers_and_long_target(self):
+        c = self.rawhttp()
+        c.send(b"GET /health HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-H%d: v\r\n" % i for i in range(100)) + b"\r\n")
+        self.assertIn(c.read_response()[0], (400, 431))
+        c = self.rawhttp()
+        c.send(b"GET /api/history?channel=" + b"a" * 10000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertIn(c.read_response()[0], (400, 414, 431))
+        self.assertEqual(self.server.get("/health")[0], 200)
+
+    def test_query_strings_are_percent_decoded(self):
+        ch = uniq("café:ü")
+        self.server.publish_ok(ch, "e", 1)
+        st, r = self.server.get("/api/history?since=0&channel=" + urllib.parse.quote(ch, safe=""))
+        self.assertEqual(st, 200, r)
+        self.assertEqual(r["offset"], 1)
+        st, r = self.server.get("/api/history?channel=a%20b")
+        assert_error_json(self, st, r, 400)
+        st, r = http("POST", self.server.url("/api/publish?source=test"), body={"channel": ch, "event": "e", "data": 2})
+        self.assertEqual((st, r.get("offset")), (200, 2))
+
+    def test_hostile_json_bodies(self):
+        ch = uniq("hostile")
+        for raw in (b'{"channel":"%s","event":"e","data":1}xyz' % ch.encode(),
+                    b'{"channel":"%s","event":"e","data":"\xff\xfe"}' % ch.encode(),
+                    b'{"channel":"%s","event":"e","data":"\\ud800"}' % ch.encode()):
+            st, r = http("POST", self.server.url("/api/publish"), raw_body=raw,
+                         headers={"Content-Type": "application/json"})
+            assert_error_json(self, st, r, 400)
+        deep = b'{"channel":"%s","event":"e","data":' % ch.encode() + b"[" * 1900 + b"]" * 1900 + b"}"
+        st, r = http("POST", self.server.url("/api/publish"), raw_body=deep,
+                     headers={"Content-Type": "application/json"})
+        self.assertIn(st, (200, 400), r)
+        self.assertEqual(self.server.get("/health")[0], 200)
+
+
 class ApiKeys(ServerCase):
     CONFIG = {"api_keys": ["key-one", "key-two"], "channels": OPEN_RULES}
 
@@ -557,6 +635,13 @@ class ApiKeys(ServerCase):
         st, r = self.server.publish("jobs", "e", {}, headers={"X-API-Key": "key-one",
                                                               "X-Forwarded-For": "203.0.113.9"})
         self.assertEqual(st, 200, r)
+
+    def test_very_deep_json_is_400_not_a_crash(self):
+        deep = b'{"channel":"jobs","event":"e","data":' + b"[" * 200000 + b"]" * 200000 + b"}"
+        st, r = http("POST", self.server.url("/api/publish"), raw_body=deep,
+                     headers={"Content-Type": "application/json", "X-API-Key": "key-one"}, timeout=10)
+        assert_error_json(self, st, r, 400)
+        self.assertEqual(self.server.get("/health")[0], 200)
 
     def test_public_endpoints_need_no_key(self):
         for path in ("/health", "/stats", "/metrics"):

@@ -2,11 +2,12 @@
 9.6-9.8), with Debian's `websockets` client, and raw sockets where a client must
 misbehave (ignore pings, never read)."""
 import asyncio
-import http.client
+import http.client as httpclient
 import json
 import os
 import signal
 import socket
+import struct
 import sys
 import threading
 import time
@@ -17,7 +18,8 @@ import websockets.exceptions
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (ISO_MS_RE, UUID4_RE, CONTROL_TYPES, OP_CLOSE, OP_PING, Collector, Herald,  # noqa: E402
-                     RawWS, ServerCase, WSClosed, http, parse_close, run, uniq, wait_until)
+                     RawWS, ServerCase, WSClosed, http as http_req, parse_close, run, uniq, wait_until,
+                     ws_alive)
 
 MAX_CHANNELS = 5
 RULES = [
@@ -382,7 +384,7 @@ class NativeWS(ServerCase):
         n = 500
 
         def publisher():
-            conn = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=5)
+            conn = httpclient.HTTPConnection("127.0.0.1", self.server.port, timeout=5)
             offs = []
             for i in range(n):
                 conn.request("POST", "/api/publish", json.dumps({"channel": ch, "event": "seq", "data": i}),
@@ -413,7 +415,7 @@ class NativeWS(ServerCase):
         results = []
 
         def publisher(t):
-            conn = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=5)
+            conn = httpclient.HTTPConnection("127.0.0.1", self.server.port, timeout=5)
             for i in range(per):
                 conn.request("POST", "/api/publish", json.dumps({"channel": ch, "event": "c", "data": [t, i]}),
                              {"Content-Type": "application/json"})
@@ -530,6 +532,169 @@ class NativeWS(ServerCase):
         arun(body())
 
 
+    def test_duplicate_subscribe_delivers_once(self):
+        async def body():
+            ch = uniq("dup")
+            ws, _ = await wsconnect(self.server)
+            await subscribe(ws, ch)
+            r = await subscribe(ws, ch, ch)
+            self.assertIn(ch, r["data"]["channels"])
+            self.assertEqual(self.server.subscribers(ch), 1)
+            await apublish(self.server, ch, "once", 1)
+            await recv_event(ws, "once", ch)
+            await no_event(ws, ch, 0.4)
+            await ws.close()
+        arun(body())
+
+    def test_fanout_to_100_clients(self):
+        ch = uniq("fan")
+        clients = []
+        for _ in range(100):
+            c = self.ws()
+            c.send_json({"type": "subscribe", "channels": [ch]})
+            clients.append(c)
+        for c in clients:
+            c.recv_until(lambda m: m.get("type") == "subscribed")
+        self.assertEqual(self.server.subscribers(ch), 100)
+        for i in range(10):
+            self.server.publish_ok(ch, "f", i)
+        for c in clients:
+            got = [c.recv_until(lambda m: m.get("type") == "f")[0]["data"] for _ in range(10)]
+            self.assertEqual(got, list(range(10)))
+
+    def test_abrupt_disconnects_during_fanout(self):
+        ch = uniq("abrupt")
+        clients = [self.ws() for _ in range(30)]
+        for c in clients:
+            c.subscribe(ch)
+        errors = []
+
+        def publisher():
+            try:
+                conn = httpclient.HTTPConnection("127.0.0.1", self.server.port, timeout=5)
+                for i in range(300):
+                    conn.request("POST", "/api/publish", json.dumps({"channel": ch, "event": "a", "data": "x" * 2000}),
+                                 {"Content-Type": "application/json"})
+                    resp = conn.getresponse()
+                    resp.read()
+                    if resp.status != 200:
+                        errors.append(resp.status)
+                conn.close()
+            except Exception as e:   # noqa: BLE001 - reported below
+                errors.append(e)
+        t = threading.Thread(target=publisher)
+        t.start()
+        for i, c in enumerate(clients):
+            time.sleep(0.005)
+            if i % 2:
+                c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))   # RST
+            c.close()
+        t.join(30)
+        self.assertFalse(t.is_alive())
+        self.assertEqual(errors, [])
+        wait_until(lambda: self.server.subscribers(ch) == 0, 5.0, what="every subscriber gone")
+        c = self.ws()
+        self.assertEqual(c.request({"type": "ping", "id": 1})["type"], "pong")
+
+    def test_persistent_flooding_closes_1008(self):
+        c = self.ws()
+        t0 = time.monotonic()
+        code, limited = None, 0
+        i = 0
+        while time.monotonic() - t0 < 9 and code is None:
+            for _ in range(10):   # about 100 messages a second, twice the limit
+                i += 1
+                try:
+                    c.send_json({"type": "ping", "id": i})
+                except OSError:
+                    break
+            end = time.monotonic() + 0.1
+            while time.monotonic() < end:
+                try:
+                    op, payload = c.recv_message(max(0.001, end - time.monotonic()))
+                except (socket.timeout, TimeoutError):
+                    break
+                except WSClosed:
+                    code = "tcp closed without a close frame"
+                    break
+                if op == OP_CLOSE:
+                    code = parse_close(payload)[0]
+                    break
+                m = json.loads(payload)
+                if m.get("type") == "error" and m["data"]["code"] == "rate_limited":
+                    limited += 1
+        elapsed = time.monotonic() - t0
+        self.assertGreater(limited, 0)
+        self.assertEqual(code, 1008, "after %.1fs" % elapsed)
+        self.assertGreaterEqual(elapsed, 4.0)
+        self.assertLess(elapsed, 8.5)
+        ws_alive(self.server)
+
+
+class RecoveryLimits(ServerCase):
+    CONFIG = {"history": {"size": 10}, "channels": [{"pattern": "*", "subscribe": "any"}]}
+
+    def test_since_beyond_history_is_not_recovered(self):
+        ch = uniq("short")
+        for i in range(1, 26):
+            self.server.publish_ok(ch, "h", i)
+        c = self.ws()
+        r = c.subscribe(ch, since={ch: 5})
+        self.assertEqual(r["data"]["recovered"], {ch: False})
+        self.assertEqual(r["data"]["offsets"], {ch: 25})
+        c.no_message(0.4)
+        c2 = self.ws()
+        r = c2.subscribe(ch, since={ch: 20})
+        self.assertEqual(r["data"]["recovered"], {ch: True})
+        self.assertEqual([c2.recv_json()["offset"] for _ in range(5)], [21, 22, 23, 24, 25])
+        c3 = self.ws()
+        r = c3.subscribe(ch, since={ch: 25})
+        self.assertEqual(r["data"]["recovered"], {ch: True})
+        c3.no_message(0.3)
+        c4 = self.ws()   # the oldest kept event is 16: since 15 still has no gap
+        r = c4.subscribe(ch, since={ch: 15})
+        self.assertEqual(r["data"]["recovered"], {ch: True})
+        self.assertEqual([c4.recv_json()["offset"] for _ in range(10)], list(range(16, 26)))
+        st, h = self.server.get("/api/history?channel=%s&since=0" % ch)
+        self.assertEqual([e["offset"] for e in h["events"]], list(range(16, 26)))
+        # all live events follow, no gap, no duplicate
+        self.server.publish_ok(ch, "h", 26)
+        for cc in (c, c2, c3, c4):
+            self.assertEqual(cc.recv_json()["offset"], 26)
+
+    def test_since_for_unknown_channel(self):
+        ch = uniq("empty")
+        c = self.ws()
+        r = c.subscribe(ch, since={ch: 0})
+        self.assertEqual(r["data"]["recovered"], {ch: True})
+        self.assertEqual(r["data"]["offsets"], {ch: 0})
+        self.server.publish_ok(ch, "h", 1)
+        self.assertEqual(c.recv_json()["offset"], 1)
+
+
+class ConnectionRate(ServerCase):
+    CONFIG = {"limits": {"connections_per_ip_per_second": 3}, "trusted_proxies": ["127.0.0.1/32"]}
+
+    def test_over_rate_is_429_before_upgrade(self):
+        statuses = []
+        for _ in range(8):
+            c = self.raw()
+            statuses.append(c.status)
+        self.assertIn(429, statuses)
+        self.assertLessEqual(statuses.count(101), 6, statuses)
+        self.assertGreaterEqual(statuses.count(101), 3, statuses)
+        self.assertEqual(set(statuses), {101, 429})
+        self.assertEqual(self.server.get("/health")[0], 200)
+        time.sleep(2.2)
+        self.assertEqual(self.raw().status, 101)
+
+    def test_forwarded_for_from_trusted_proxy_counts_per_client(self):
+        time.sleep(2.2)   # a fresh window for 127.0.0.1
+        statuses = [self.raw(headers={"X-Forwarded-For": "198.51.100.%d" % i}).status for i in range(8)]
+        self.assertEqual(statuses, [101] * 8)
+        same = [self.raw(headers={"X-Forwarded-For": "198.51.100.200"}).status for _ in range(8)]
+        self.assertIn(429, same)
+
 class Handshake(ServerCase):
     CONFIG = {"allowed_origins": ["http://good.example", "https://app.example:8443"]}
 
@@ -564,7 +729,7 @@ class Handshake(ServerCase):
             self.assertEqual(c.headers.get("sec-websocket-version"), "13")
 
     def test_plain_get_ws_is_400(self):
-        st, r = http("GET", self.server.url("/ws"))
+        st, r = http_req("GET", self.server.url("/ws"))
         self.assertEqual(st, 400, r)
         c = self.raw(omit=("Sec-WebSocket-Key",))
         self.assertEqual(c.status, 400)
@@ -666,6 +831,9 @@ class Heartbeat(ServerCase):
 class SlowConsumer(ServerCase):
     QUEUE = 65536
     CONFIG = {"limits": {"send_queue_bytes": QUEUE}}
+    # a small quarantine, so that RSS follows live memory rather than freed blocks
+    ENV = {"ASAN_OPTIONS": (os.environ.get("ASAN_OPTIONS") or "detect_leaks=1:abort_on_error=0")
+           + ":quarantine_size_mb=4:thread_local_quarantine_size_kb=64"}
 
     def metric(self, name):
         st, text = self.server.get("/metrics")
@@ -687,7 +855,7 @@ class SlowConsumer(ServerCase):
         slow0 = self.metric("herald_slow_consumers_total")
         rss0 = self.server.rss_kb()
         pad = "x" * 4000
-        conn = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=5)
+        conn = httpclient.HTTPConnection("127.0.0.1", self.server.port, timeout=5)
         published, gone_at = 0, None
         try:
             for i in range(5000):
@@ -729,7 +897,7 @@ class SlowConsumer(ServerCase):
                 break
         self.assertIn(code, (None, 4008))
         self.assertGreaterEqual(self.metric("herald_slow_consumers_total"), (slow0 or 0) + 1)
-        self.assertLess(rss1 - rss0, 256 * 1024, "RSS grew by %d KB" % (rss1 - rss0))
+        self.assertLess(rss1 - rss0, 48 * 1024, "RSS grew by %d KB" % (rss1 - rss0))
 
 
 class Shutdown(unittest.TestCase):
@@ -752,6 +920,42 @@ class Shutdown(unittest.TestCase):
             self.assertLess(dt, 5.0)
         finally:
             server.stop()   # asserts exit status 0 within the shutdown timeout
+
+
+class ShutdownStuck(unittest.TestCase):
+    def test_sigint_closes_1001_and_exits_0(self):
+        server = Herald({"shutdown_timeout_s": 5}).start()
+        try:
+            c = server.ws()
+            server.proc.send_signal(signal.SIGINT)
+            c.expect_close(1001, timeout=5)
+        finally:
+            server.stop()
+
+    def test_shutdown_with_a_consumer_that_never_reads(self):
+        server = Herald({"shutdown_timeout_s": 3, "limits": {"send_queue_bytes": 64 << 20}}).start()
+        try:
+            ch = uniq("stuck")
+            stuck = RawWS(server.port, rcvbuf=4096)
+            stuck.recv_json()
+            stuck.subscribe(ch)
+            conn = httpclient.HTTPConnection("127.0.0.1", server.port, timeout=5)
+            for i in range(1000):
+                conn.request("POST", "/api/publish", json.dumps({"channel": ch, "event": "s", "data": "z" * 4000}),
+                             {"Content-Type": "application/json"})
+                r = conn.getresponse()
+                r.read()
+                self.assertEqual(r.status, 200)
+            conn.close()
+            self.assertEqual(server.subscribers(ch), 1)
+            t0 = time.monotonic()
+            proc = server.proc
+            server.stop()   # status 0 within shutdown_timeout_s + 5
+            self.assertLess(time.monotonic() - t0, 3 + 1.5, "exit took %.1fs" % (time.monotonic() - t0))
+            self.assertEqual(proc.returncode, 0)
+            stuck.close()
+        finally:
+            server.kill()
 
 
 if __name__ == "__main__":

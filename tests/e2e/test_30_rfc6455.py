@@ -170,8 +170,8 @@ class Rfc6455(ServerCase):
     def subscribe_in_fragments(self, n, extra_between=None, empty=False):
         ch = uniq("frag")
         msg = json.dumps({"type": "subscribe", "id": "f%d" % n, "channels": [ch]}).encode()
-        step = -(-len(msg) // n)
-        parts = [msg[i:i + step] for i in range(0, len(msg), step)]
+        cuts = [len(msg) * k // n for k in range(n + 1)]   # exactly n non-empty parts
+        parts = [msg[cuts[k]:cuts[k + 1]] for k in range(n)]
         self.assertEqual(len(parts), n)
         c = self.conn()
         frames = b""
@@ -358,6 +358,38 @@ class Rfc6455(ServerCase):
     def test_binary_frame_is_1003(self):
         self.fails_with(1003, encode_frame(OP_BINARY, b"\x00\x01\x02"))
         self.fails_with(1003, encode_frame(OP_BINARY, b""))
+
+    # -- server frames: length boundaries ------------------------------------------
+    def test_server_frames_around_length_boundaries(self):
+        # replies of 125/126/127 bytes (pongs) and events of 65535/65536/65537 bytes reach
+        # the client intact, each length in its shortest form (checked by RawWS.recv_frame)
+        c = self.conn()
+        c.send_json({"type": "ping", "id": ""})
+        op, probe = c.recv_message()
+        overhead = len(probe)
+        seen = set()
+        for target in (125, 126, 127):
+            for delta in range(-2, 3):
+                pad = target - overhead + delta
+                c.send_json({"type": "ping", "id": "i" * pad})
+                op, payload = c.recv_message()
+                self.assertEqual(json.loads(payload)["id"], "i" * pad)
+                seen.add(len(payload))
+        ch = uniq("bounds")
+        c.subscribe(ch)
+        self.server.publish_ok(ch, "b", "")
+        op, probe = c.recv_message()
+        overhead = len(probe)   # envelope size with empty string data, offset 1
+        pads = sorted({t - overhead + d for t in (65535, 65536, 65537) for d in range(-3, 4)})
+        for pad in pads:
+            self.server.publish_ok(ch, "b", "p" * pad)
+        for pad in pads:
+            op, payload = c.recv_message()
+            self.assertEqual(op, OP_TEXT)
+            self.assertEqual(json.loads(payload)["data"], "p" * pad)
+            seen.add(len(payload))
+        for target in (125, 126, 65535, 65536):
+            self.assertIn(target, seen, "no frame of exactly %d bytes was produced" % target)
 
     def test_server_survives_abrupt_disconnects(self):
         for cut in (1, 2, 5, 9):

@@ -418,6 +418,20 @@ static void test_config_policy_unknown_names_rule_index(void **state)
     assert_string_equal(f->c.channels[0].pattern, "user:{sub}");
 }
 
+/* Two placeholders in one segment would let one subscribe backtrack over every
+ * split of the name; one per segment (besides {sub}) keeps matching cheap. */
+static void test_config_pattern_two_placeholders_in_one_segment_refused(void **state)
+{
+    fx_t *f = *state;
+    size_t n = apply(f, "{\"channels\":[{\"pattern\":\"m:{a}:{b}\",\"subscribe\":\"any\"},"
+                        "{\"pattern\":\"u:{sub}-{id}\",\"subscribe\":\"any\"},"
+                        "{\"pattern\":\"x:{a}{b}\",\"subscribe\":\"any\"},"
+                        "{\"pattern\":\"y:{a}-{b}:z\",\"subscribe\":\"any\"}]}");
+    assert_int_equal(n, 2);
+    assert_problem(&f->p, "$.channels[2].pattern");
+    assert_problem(&f->p, "$.channels[3].pattern");
+}
+
 static void test_config_every_policy_name_parses(void **state)
 {
     fx_t *f = *state;
@@ -1136,6 +1150,7 @@ int main(void)
         T(test_config_listen_parse_forms),
         T(test_config_listen_bad_port_keeps_previous),
         T(test_config_policy_unknown_names_rule_index),
+        T(test_config_pattern_two_placeholders_in_one_segment_refused),
         T(test_config_every_policy_name_parses),
         T(test_config_pattern_syntax_problems),
         T(test_config_owner_needs_sub_in_pattern),

@@ -296,6 +296,19 @@ static void test_defaults_names_near_user_namespace_fall_to_star(void **state)
     assert_int_equal(CHECK(c, &anon, POLICY_SUBSCRIBE, "user:"), VERDICT_FORBIDDEN);
 }
 
+/* The rule that describes a channel whoever subscribes ({sub} as any one segment):
+ * where its history settings come from. */
+static void test_find_rule_any_user_sub_matches_one_segment(void **state)
+{
+    const config_t *c = *state;
+    assert_ptr_equal(policy_find_rule_any_user(c, S("user:bob")), &c->channels[0]);
+    assert_ptr_equal(policy_find_rule_any_user(c, S("user:")), &c->channels[1]);
+    assert_ptr_equal(policy_find_rule_any_user(c, S("user:a:b")), &c->channels[1]);
+    assert_ptr_equal(policy_find_rule_any_user(c, S("jobs")), &c->channels[2]);
+    /* braces in a name are plain characters */
+    assert_ptr_equal(policy_find_rule_any_user(c, S("user:{sub}")), &c->channels[0]);
+}
+
 /* ---- custom rules: claim, access_token, authenticated, unmatched ---- */
 
 static channel_rule_t custom_rules[] = {
@@ -522,6 +535,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_defaults_owner_cannot_publish_on_own_channel, setup_defaults,
                                         teardown_defaults),
         cmocka_unit_test_setup_teardown(test_defaults_names_near_user_namespace_fall_to_star, setup_defaults,
+                                        teardown_defaults),
+        cmocka_unit_test_setup_teardown(test_find_rule_any_user_sub_matches_one_segment, setup_defaults,
                                         teardown_defaults),
         cmocka_unit_test(test_custom_no_rule_matches_forbidden),
         cmocka_unit_test(test_custom_claim_lists_channel),
