@@ -73,12 +73,15 @@ void loop_timer_cancel(loop_timer_t *t)
     t->next = t->prev = NULL;
 }
 
+/* The first tick whose start is at or after the deadline: a timer never fires early. */
+static inline uint64_t due_tick(uint64_t deadline_ms) { return (deadline_ms + LOOP_TICK_MS - 1) / LOOP_TICK_MS; }
+
 void loop_timer_set(loop_t *l, loop_timer_t *t, uint64_t deadline_ms, loop_timer_fn cb)
 {
     loop_timer_cancel(t);
     t->deadline_ms = deadline_ms;
     t->cb = cb;
-    uint64_t tick = deadline_ms / LOOP_TICK_MS;
+    uint64_t tick = due_tick(deadline_ms);
     if (tick <= l->wheel_tick) tick = l->wheel_tick + 1;   /* due: fire at the next sweep */
     loop_timer_t *head = &l->slots[tick % LOOP_WHEEL_SLOTS];
     t->next = head;
@@ -104,7 +107,7 @@ static void sweep_timers(loop_t *l)
         loop_timer_t due = {.next = &due, .prev = &due};
         for (loop_timer_t *t = head->next, *next; t != head; t = next) {
             next = t->next;
-            if (t->deadline_ms / LOOP_TICK_MS > l->wheel_tick) continue;
+            if (due_tick(t->deadline_ms) > l->wheel_tick) continue;
             loop_timer_cancel(t);
             t->next = &due;
             t->prev = due.prev;

@@ -18,7 +18,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define LOOP_TICK_MS 50
+#define LOOP_TICK_MS 50           /* timers fire at the first tick at or after their deadline */
 #define LOOP_WHEEL_SLOTS 2048
 
 typedef struct loop loop_t;
