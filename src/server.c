@@ -1,5 +1,6 @@
 #include "server.h"
 #include "api/api.h"
+#include "auth/iplimit.h"
 #include "core/err.h"
 #include "http/http_request.h"
 #include "http/http_response.h"
@@ -72,9 +73,14 @@ int server_start(server_t *s, const config_t *cfg)
     s->started_mono_ms = time_mono_ms();
     snprintf(s->version, sizeof s->version, "%s", HERALD_VERSION);
     s->seq = sequencer_create(cfg, server_dispatch, s);
+    s->iplimit = iplimit_create();
+    s->trusted_proxies = calloc(cfg->trusted_proxy_count + 1, sizeof *s->trusted_proxies);
     s->worker_count = worker_count_for(cfg);
     s->workers = calloc(s->worker_count, sizeof *s->workers);
-    if (!s->seq || !s->workers) return HERALD_ENOMEM;
+    if (!s->seq || !s->workers || !s->iplimit || !s->trusted_proxies) return HERALD_ENOMEM;
+    for (size_t i = 0; i < cfg->trusted_proxy_count; i++)   /* validated by config */
+        if (cidr_parse(cfg->trusted_proxies[i], &s->trusted_proxies[s->trusted_proxy_count]) == 0)
+            s->trusted_proxy_count++;
     for (unsigned i = 0; i < s->worker_count; i++) {
         int fd = open_listener(cfg);
         if (fd < 0) {
@@ -117,6 +123,17 @@ void server_stop(server_t *s)
     s->workers = NULL;
     sequencer_destroy(s->seq);
     s->seq = NULL;
+    iplimit_destroy(s->iplimit);
+    s->iplimit = NULL;
+    free(s->trusted_proxies);
+    s->trusted_proxies = NULL;
+}
+
+void server_client_address(const conn_t *c, const http_request_t *req, uint8_t out[16])
+{
+    const server_t *s = c->worker->server;
+    client_address(c->peer.sin6_addr.s6_addr, http_request_header(req, "X-Forwarded-For"), s->trusted_proxies,
+                   s->trusted_proxy_count, out);
 }
 
 /* ---- routing ---- */
@@ -164,9 +181,16 @@ static bool websocket_handshake_ok(conn_t *c, const http_request_t *req)
         http_respond_error(c, 403, "forbidden", "origin not allowed");
         return false;
     }
-    long open = atomic_load_explicit(&c->worker->server->client_connections, memory_order_relaxed);
+    server_t *s = c->worker->server;
+    long open = atomic_load_explicit(&s->client_connections, memory_order_relaxed);
     if (open >= (long)cfg->limits.max_connections) {
         http_respond_error(c, 503, "unavailable", "server at limits.max_connections");
+        return false;
+    }
+    uint8_t addr[16];
+    server_client_address(c, req, addr);
+    if (!iplimit_allow(s->iplimit, addr, cfg->limits.connections_per_ip_per_second, time_mono_ms())) {
+        http_respond_error(c, 429, "rate_limited", "too many new connections from this address");
         return false;
     }
     return true;

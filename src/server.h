@@ -29,6 +29,9 @@ typedef struct server {
     uint64_t started_wall_ms;
     uint64_t started_mono_ms;
     atomic_long client_connections;   /* counted against limits.max_connections */
+    struct iplimit *iplimit;          /* limits.connections_per_ip_per_second */
+    struct cidr *trusted_proxies;     /* parsed from the config */
+    size_t trusted_proxy_count;
     char version[32];
 } server_t;
 
@@ -37,6 +40,9 @@ int server_start(server_t *s, const config_t *cfg);
 /* Graceful stop: clients get close 1001, the store is flushed; returns when every
  * worker has finished (or shutdown_timeout_s passed). */
 void server_stop(server_t *s);
+
+/* The client's address: the peer, or from X-Forwarded-For behind a trusted proxy. */
+void server_client_address(const struct conn *c, const struct http_request *req, uint8_t out[16]);
 
 /* Worker thread: a complete HTTP request arrived on c. Answers it (queueing the
  * response), upgrades it, or takes it over (SSE). */

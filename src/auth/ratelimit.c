@@ -3,9 +3,8 @@
 ratelimit_verdict_t ratelimit_take(ratelimit_t *r, uint32_t per_second, uint64_t now_ms)
 {
     if (per_second == 0) return RATE_OK;
-    uint32_t now = (uint32_t)now_ms | 1u;   /* never 0: 0 means "not drained" */
-    if (!r->started) {
-        r->started = 1;
+    uint32_t now = (uint32_t)now_ms | 1u;   /* never 0: 0 means "unset" */
+    if (!r->last_ms) {
         r->tokens = (float)per_second;
         r->last_ms = now;
     }
@@ -15,11 +14,11 @@ ratelimit_verdict_t ratelimit_take(ratelimit_t *r, uint32_t per_second, uint64_t
     if (r->tokens > (float)per_second) r->tokens = (float)per_second;
     if (r->tokens >= 1.0f) {
         r->tokens -= 1.0f;
-        /* Only a bucket with room to spare ends a flood: a client sending at twice
-         * the rate gets every other message through but stays drained. */
-        if (r->tokens >= 1.0f) r->drained_since = 0;
         return RATE_OK;
     }
-    if (!r->drained_since) r->drained_since = now;
-    return now - r->drained_since >= RATELIMIT_CLOSE_MS ? RATE_CLOSE : RATE_REFUSE;
+    /* Bursts that refill the bucket in between still count as one flood, as long
+     * as no whole second passes without a refusal. */
+    if (!r->flood_since || now - r->last_refusal >= RATELIMIT_CALM_MS) r->flood_since = now;
+    r->last_refusal = now;
+    return now - r->flood_since >= RATELIMIT_CLOSE_MS ? RATE_CLOSE : RATE_REFUSE;
 }

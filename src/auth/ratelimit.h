@@ -1,8 +1,9 @@
 /* ratelimit: a token bucket per connection for limits.messages_per_second
  * (SPEC 9.7). The bucket holds one second's worth of messages and refills
  * continuously; a message finding it empty is refused (`rate_limited`). A client
- * that keeps the bucket drained for RATELIMIT_CLOSE_MS is flooding and is closed
- * with 1008. 16 bytes, embedded in the connection; loop thread of the connection. */
+ * refused again and again, with no full second free of refusals, for
+ * RATELIMIT_CLOSE_MS is flooding and is closed with 1008. 16 bytes, embedded in
+ * the connection; loop thread of the connection. */
 #ifndef HERALD_RATELIMIT_H
 #define HERALD_RATELIMIT_H
 
@@ -10,12 +11,13 @@
 #include <stdint.h>
 
 #define RATELIMIT_CLOSE_MS 5000
+#define RATELIMIT_CALM_MS 1000     /* a second without refusals ends a flood */
 
 typedef struct ratelimit {
     float tokens;
-    uint32_t last_ms;        /* low 32 bits of the monotonic clock: differences only */
-    uint32_t drained_since;  /* 0: not drained */
-    uint32_t started;        /* the bucket was filled once */
+    uint32_t last_ms;        /* low 32 bits of the monotonic clock (differences only); 0: unused */
+    uint32_t flood_since;    /* first refusal of the current flood; 0: none */
+    uint32_t last_refusal;
 } ratelimit_t;
 
 typedef enum ratelimit_verdict { RATE_OK = 0, RATE_REFUSE, RATE_CLOSE } ratelimit_verdict_t;

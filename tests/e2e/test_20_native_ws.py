@@ -805,7 +805,7 @@ class Heartbeat(ServerCase):
         elapsed = time.monotonic() - t0
         self.assertGreaterEqual(pings, 1, "no ping before the close")
         self.assertEqual(code, 4000, "close code after %.1fs" % elapsed)
-        self.assertLess(elapsed, 4.0, "heartbeat close took %.1fs" % elapsed)
+        self.assertLess(elapsed, 3.5, "heartbeat close took %.1fs" % elapsed)
         self.assertTrue(silent.wait_eof(2.0))
         time.sleep(2.5)   # several more heartbeat rounds for the answering client
         try:

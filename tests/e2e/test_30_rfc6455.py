@@ -111,6 +111,26 @@ class Rfc6455(ServerCase):
         c.send_raw(struct.pack("!BBH", 0x81, 0x80 | 126, len(p)) + key + mask_bytes(p, key))
         self.expect_pong_json(c, 2)
 
+    def test_frames_in_the_same_write_as_the_handshake(self):
+        key = "dGhlIHNhbXBsZSBub25jZQ=="
+        req = ("GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % key).encode()
+        req += encode_frame(OP_TEXT, b'{"type":"ping","id":"early"}') + encode_frame(OP_PING, b"early")
+        c = self.raw(request=req, key=key)
+        self.assertEqual(c.status, 101)
+        msgs = []
+        pong_seen = False
+        for _ in range(3):
+            op, payload = c.recv_message(3, skip_pings=False)
+            if op == OP_PONG:
+                self.assertEqual(payload, b"early")
+                pong_seen = True
+            else:
+                msgs.append(json.loads(payload))
+        self.assertTrue(pong_seen)
+        self.assertEqual([m["type"] for m in msgs], ["connected", "pong"])
+        self.assertEqual(msgs[1]["id"], "early")
+
     # -- 2. pings -------------------------------------------------------------------
     def test_ping_payload_echoed(self):
         c = self.conn()

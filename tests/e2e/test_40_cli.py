@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -66,14 +67,15 @@ class Offline(unittest.TestCase):
         self.assertIn("herald", (p.stdout + p.stderr).lower())
 
     def test_config_check_good_file(self):
-        path = write_tmp(json.dumps(GOOD_CONFIG))
+        path, empty = write_tmp(json.dumps(GOOD_CONFIG)), write_tmp("{}")
         try:
             p = cli("config", "check", path)
             self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
-            p = cli("config", "check", write_tmp("{}"))
+            p = cli("config", "check", empty)
             self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
         finally:
             os.unlink(path)
+            os.unlink(empty)
 
     def test_config_check_bad_value(self):
         path = write_tmp(json.dumps({"limits": {"max_connections": "lots"}}))
@@ -233,34 +235,49 @@ class PublishAndTail(ServerCase):
 
 
 class Restart(unittest.TestCase):
-    def test_offsets_survive_restart_and_tail_reconnects(self):
+    def test_offsets_and_history_survive_restart(self):
         data = tempfile.mkdtemp(prefix="herald-e2e-data-")
         ch = uniq("durable")
         s1 = Herald({"channels": OPEN_RULES}, data_dir=data).start()
-        port = s1.port
-        tail = None
         try:
             for i in range(1, 4):
                 self.assertEqual(s1.publish_ok(ch, "d", i)["offset"], i)
+            epoch1 = s1.get("/api/history?channel=" + ch)[1]["epoch"]
+            s1.stop()
+            s2 = Herald({"channels": OPEN_RULES}, data_dir=data).start()
+            try:
+                r = s2.get("/api/history?channel=" + ch)[1]
+                self.assertEqual([e["data"] for e in r["events"]], [1, 2, 3])
+                self.assertEqual(r["offset"], 3)
+                self.assertEqual(r["epoch"], epoch1, "epoch changed although no history was lost")
+                self.assertEqual(s2.publish_ok(ch, "d", 4)["offset"], 4)
+            finally:
+                s2.stop()
+        finally:
+            s1.kill()
+            shutil.rmtree(data, ignore_errors=True)
+
+    def test_tail_reconnects_after_server_restart(self):
+        ch = uniq("reconnect")
+        s1 = Herald({"channels": OPEN_RULES}).start()
+        port = s1.port
+        tail = None
+        try:
             tail = subprocess.Popen([HERALD_BIN, "tail", "--url", s1.ws_url(), "--max-events", "2", ch],
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
                                     text=True)
             s1.wait_subscribers(ch, 1, 8.0)
-            s1.publish_ok(ch, "d", 4)
+            s1.publish_ok(ch, "d", "before")
+            time.sleep(0.3)   # let the event reach the tail before the shutdown
             s1.stop()
-            s2 = Herald({"channels": OPEN_RULES}, data_dir=data, port=port).start()
+            s2 = Herald({"channels": OPEN_RULES}, port=port).start()
             try:
-                r = s2.get("/api/history?channel=" + ch)[1]
-                self.assertEqual([e["data"] for e in r["events"]], [1, 2, 3, 4])
-                self.assertEqual(r["offset"], 4)
-                # the tail reconnects (with backoff) and resumes
-                s2.wait_subscribers(ch, 1, 10.0)
-                self.assertEqual(s2.publish_ok(ch, "d", 5)["offset"], 5)
+                s2.wait_subscribers(ch, 1, 10.0)   # reconnected, with backoff
+                s2.publish_ok(ch, "d", "after")
                 out, err = tail.communicate(timeout=10)
                 self.assertEqual(tail.returncode, 0, err[-2000:])
                 events = [json.loads(ln) for ln in out.splitlines() if ln.strip()]
-                events = [m for m in events if "offset" in m]
-                self.assertEqual([m["offset"] for m in events], [4, 5])
+                self.assertEqual([m["data"] for m in events if "offset" in m], ["before", "after"])
             finally:
                 s2.stop()
         finally:
@@ -268,7 +285,6 @@ class Restart(unittest.TestCase):
                 tail.kill()
                 tail.communicate(timeout=5)
             s1.kill()
-            shutil.rmtree(data, ignore_errors=True)
 
 
 if __name__ == "__main__":
