@@ -89,7 +89,8 @@ int httpresp_parse(const char *buf, size_t len, httpresp_t *out)
 
     long clen = -1;
     bool chunked = false;
-    const char *p = memchr(buf, '\n', (size_t)(hend - buf)) + 1;
+    /* the status line ends at or before hend's CRLF: this memchr cannot fail */
+    const char *p = (const char *)memchr(buf, '\n', (size_t)(hend + 2 - buf)) + 1;
     while (p < hend + 2) {
         const char *e = memmem(p, (size_t)(hend + 2 - p), "\r\n", 2);
         if (!e)

@@ -21,7 +21,7 @@
 # Exit status: 1 when a herald measurement failed (lost events, errors, no start);
 # peers' failures are reported in the table only.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 2
 
 OUT=build/bench
 LOADGEN=$OUT/loadgen
@@ -190,6 +190,7 @@ stop_server() {
   MEASURE_PID=""
 }
 
+# shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
   stop_server
   rm -rf "$TMP"
@@ -272,7 +273,7 @@ versions() {
        "$(nginx -v 2>&1 | sed 's|nginx version: ||') with nchan $(dpkg-query -W -f='${Version}' libnginx-mod-nchan 2>/dev/null || echo -)," \
        "$(hv=$("$HERALD" version 2>/dev/null | head -1); echo "${hv:-herald (not built)}")"
 }
-export BENCH_META="$(
+BENCH_META="$(
   echo "- $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')), Linux $(uname -r); $PINNING"
   versions
   echo "- $RUNS run(s), median shown; herald: \`serve --workers $HERALD_WORKERS $HERALD_ARGS\`, default configuration"
@@ -280,6 +281,7 @@ export BENCH_META="$(
        "targeted $TARGETED_SUBS subscribers x $TARGETED_EVENTS events; latency $LATENCY_SUBS subscribers," \
        "$LATENCY_RATE events/s for ${LATENCY_SECONDS}s"
 )"
+export BENCH_META
 python3 - "$RAW" "$NOTES" "$OUT/results.md" <<'PY'
 import json, os, statistics, sys
 
@@ -307,6 +309,12 @@ present = [s for s in servers if any(r["server"] == s for r in rows)]
 footnotes = []
 starred = set()
 LOADGEN_BUSY = 0.9
+
+def ratio(a, b):
+    if a is None or not b:
+        return "-"
+    q = a / b
+    return ("%.2fx" % q) if q >= 0.1 else ("%.2gx" % q)   # keep two significant digits
 
 def cell(server, workload, get):
     rs = [r for r in rows if r["server"] == server and r["workload"] == workload]
@@ -366,7 +374,7 @@ for label, wl, get, higher, fmt in metrics:
     for name, a, b in ratios:
         if a in present and b in present:
             va, vb = vals.get(a), vals.get(b)
-            out.append("%.2fx" % (va / vb) if va is not None and vb else "-")
+            out.append(ratio(va, vb))
     lines.append("| " + " | ".join(out) + " |")
 
 md = ["# herald benchmark results", ""]

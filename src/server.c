@@ -73,6 +73,7 @@ int server_start(server_t *s, const config_t *cfg)
     s->started_mono_ms = time_mono_ms();
     snprintf(s->version, sizeof s->version, "%s", HERALD_VERSION);
     s->seq = sequencer_create(cfg, server_dispatch, s);
+    if (!s->seq) return HERALD_EIO;   /* logged: the store could not be opened */
     s->iplimit = iplimit_create();
     s->trusted_proxies = calloc(cfg->trusted_proxy_count + 1, sizeof *s->trusted_proxies);
     s->worker_count = worker_count_for(cfg);
@@ -112,6 +113,9 @@ void server_stop(server_t *s)
     for (unsigned i = 0; i < s->worker_count; i++) {
         if (s->workers[i].thread) worker_join(&s->workers[i]);
     }
+    /* No worker publishes any more: commit what is queued; its events and
+     * acknowledgements land in the inboxes drained below. */
+    sequencer_flush(s->seq);
     /* Work still in flight between workers (calls, disconnect requests) completes
      * before anything is freed, so no worker posts into a freed inbox. */
     for (size_t pending = 1; pending;) {

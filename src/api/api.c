@@ -1,4 +1,5 @@
 #include "api/api.h"
+#include "api/pubwait.h"
 #include "auth/policy.h"
 #include "core/err.h"
 #include "core/util.h"
@@ -87,22 +88,25 @@ static char *check_event(conn_t *c, json_t *event, json_t *data)
     return text;
 }
 
-static int publish_one(conn_t *c, const char *channel, size_t len, json_t *event, const char *data,
-                       json_t *idem, publish_result_t *r)
-{
-    server_t *s = c->worker->server;
-    uint64_t t0 = time_mono_ns();
-    int rc = sequencer_publish(s->seq, channel, len, json_string_value(event), json_string_length(event), data,
-                               strlen(data), idem ? json_string_value(idem) : NULL,
-                               idem ? json_string_length(idem) : 0, r);
-    if (rc == 0) metrics_observe_publish(&s->metrics, time_mono_ns() - t0);
-    return rc;
-}
-
 static void respond_publish_failure(conn_t *c, int rc)
 {
     if (rc == HERALD_EUNAVAIL) http_respond_error(c, 503, "unavailable", "a required dependency is down");
     else http_respond_error(c, 503, "unavailable", err_str(rc));
+}
+
+static void finish_publish(pubwait_t *pw)
+{
+    conn_t *c = pw->conn;
+    const publish_result_t *r = &pw->results[0];
+    if (c->state != CONN_OPEN) {
+        /* the client left before the commit: nothing to answer */
+    } else if (pw->status < 0) respond_publish_failure(c, pw->status);
+    else if (r->duplicate)
+        http_respond_json(c, 200, json_pack("{sbsssIsb}", "success", 1, "id", r->id, "offset", (json_int_t)r->offset,
+                                            "duplicate", 1));
+    else
+        http_respond_json(c, 200, json_pack("{sbsssI}", "success", 1, "id", r->id, "offset", (json_int_t)r->offset));
+    pubwait_free(pw);
 }
 
 void api_publish(conn_t *c, const http_request_t *req)
@@ -127,17 +131,43 @@ void api_publish(conn_t *c, const http_request_t *req)
         json_decref(body);
         return;
     }
-    publish_result_t r;
-    int rc = publish_one(c, json_string_value(ch), json_string_length(ch), json_object_get(body, "event"), data,
-                         idem, &r);
-    if (rc < 0) respond_publish_failure(c, rc);
-    else if (r.duplicate)
-        http_respond_json(c, 200, json_pack("{sbsssIsb}", "success", 1, "id", r.id, "offset", (json_int_t)r.offset,
-                                            "duplicate", 1));
-    else
-        http_respond_json(c, 200, json_pack("{sbsssI}", "success", 1, "id", r.id, "offset", (json_int_t)r.offset));
+    json_t *event = json_object_get(body, "event");
+    pubwait_t *pw = pubwait_create(c, 1, true, finish_publish, NULL);
+    if (!pw) {
+        http_respond_error(c, 503, "unavailable", "out of memory");
+    } else {
+        pubwait_publish(pw, 0, json_string_value(ch), json_string_length(ch), json_string_value(event),
+                        json_string_length(event), data, strlen(data), idem ? json_string_value(idem) : NULL,
+                        idem ? json_string_length(idem) : 0);
+        pubwait_start(pw);
+    }
     free(data);
     json_decref(body);
+}
+
+static void finish_broadcast(pubwait_t *pw)
+{
+    conn_t *c = pw->conn;
+    json_t *channels = pw->ctx;
+    if (c->state == CONN_OPEN && pw->status < 0) {
+        respond_publish_failure(c, pw->status);
+    } else if (c->state == CONN_OPEN) {
+        json_t *offsets = json_object();
+        for (size_t i = 0; i < pw->count; i++)
+            json_object_set_new(offsets, json_string_value(json_array_get(channels, i)),
+                                json_integer((json_int_t)pw->results[i].offset));
+        http_respond_json(c, 200, json_pack("{sbso}", "success", 1, "offsets", offsets));
+    }
+    json_decref(channels);
+    pubwait_free(pw);
+}
+
+static void finish_compat(pubwait_t *pw)
+{
+    conn_t *c = pw->conn;
+    if (c->state == CONN_OPEN && pw->status < 0) respond_publish_failure(c, pw->status);
+    else if (c->state == CONN_OPEN) http_respond_json(c, 200, json_pack("{sb}", "success", 1));
+    pubwait_free(pw);
 }
 
 void api_broadcast(conn_t *c, const http_request_t *req)
@@ -164,20 +194,16 @@ void api_broadcast(conn_t *c, const http_request_t *req)
         json_decref(body);
         return;
     }
-    json_t *offsets = json_object();
-    int rc = 0;
-    json_array_foreach(channels, i, v) {
-        publish_result_t r;
-        rc = publish_one(c, json_string_value(v), json_string_length(v), json_object_get(body, "event"), data, NULL,
-                         &r);
-        if (rc < 0) break;
-        json_object_set_new(offsets, json_string_value(v), json_integer((json_int_t)r.offset));
-    }
-    if (rc < 0) {
-        respond_publish_failure(c, rc);
-        json_decref(offsets);
+    json_t *event = json_object_get(body, "event");
+    pubwait_t *pw = pubwait_create(c, json_array_size(channels), true, finish_broadcast, json_incref(channels));
+    if (!pw) {
+        json_decref(channels);
+        http_respond_error(c, 503, "unavailable", "out of memory");
     } else {
-        http_respond_json(c, 200, json_pack("{sbso}", "success", 1, "offsets", offsets));
+        json_array_foreach(channels, i, v)
+            pubwait_publish(pw, i, json_string_value(v), json_string_length(v), json_string_value(event),
+                            json_string_length(event), data, strlen(data), NULL, 0);
+        pubwait_start(pw);
     }
     free(data);
     json_decref(body);
@@ -232,13 +258,14 @@ void api_broadcast_compat(conn_t *c, const http_request_t *req)
         return;
     }
     char *text = check_event(c, event, data);
-    if (text) {
-        publish_result_t r;
-        int rc = publish_one(c, channel, strlen(channel), event, text, NULL, &r);
-        if (rc < 0) respond_publish_failure(c, rc);
-        else http_respond_json(c, 200, json_pack("{sb}", "success", 1));
-        free(text);
+    pubwait_t *pw = text ? pubwait_create(c, 1, true, finish_compat, NULL) : NULL;
+    if (text && !pw) http_respond_error(c, 503, "unavailable", "out of memory");
+    if (pw) {
+        pubwait_publish(pw, 0, channel, strlen(channel), json_string_value(event), json_string_length(event), text,
+                        strlen(text), NULL, 0);
+        pubwait_start(pw);
     }
+    free(text);
     free(channel);
     json_decref(body);
 }

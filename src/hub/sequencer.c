@@ -3,6 +3,8 @@
 #include "core/err.h"
 #include "core/strmap.h"
 #include "hub/event.h"
+#include "log.h"
+#include "store/store.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -11,6 +13,7 @@
 typedef struct seq_channel {
     strmap_node_t node;
     uint64_t offset;         /* latest assigned; 0 before the first event */
+    uint64_t dispatched;     /* latest stored and dispatched: what readers see */
     long subscribers;        /* connections on this node */
     /* history: a ring of the last ring_cap events, oldest at ring_head */
     event_t **ring;
@@ -25,23 +28,164 @@ typedef struct seq_channel {
 typedef struct idem_entry {
     strmap_node_t node;       /* key: channel NUL idempotency key */
     struct idem_entry *fifo_next;
+    bool in_map;              /* false once forgotten (its write failed); freed at expiry */
     uint64_t expires_ms;
     uint64_t offset;
     char id[UUID_STR_LEN];
     char key[];
 } idem_entry_t;
 
+/* A durable publish waiting for its commit. */
+typedef struct pending {
+    publish_done_fn done;
+    void *arg;
+    idem_entry_t *idem;      /* registered at publish time; forgotten if the write fails */
+} pending_t;
+
 struct sequencer {
     pthread_mutex_t lock;
+    store_t *store;          /* NULL: history in memory only */
     strmap_t channels;
     long active;             /* channels with subscribers > 0 */
     strmap_t idem;
     idem_entry_t *idem_head, *idem_tail;
-    char epoch[17];
+    char epoch[33];
     sequencer_dispatch_fn dispatch;
     void *ctx;
     const config_t *cfg;
 };
+
+/* ---- idempotency keys ---- */
+
+/* Lock held. Forgets keys past their TTL. */
+static void idem_expire(sequencer_t *s, uint64_t now_ms)
+{
+    while (s->idem_head && s->idem_head->expires_ms <= now_ms) {
+        idem_entry_t *e = s->idem_head;
+        s->idem_head = e->fifo_next;
+        if (!s->idem_head) s->idem_tail = NULL;
+        if (e->in_map) strmap_remove(&s->idem, &e->node);
+        free(e);
+    }
+}
+
+static idem_entry_t *idem_new(const char *channel, size_t clen, const char *key, size_t klen)
+{
+    idem_entry_t *e = calloc(1, sizeof *e + clen + klen + 2);
+    if (!e) return NULL;
+    memcpy(e->key, channel, clen);
+    memcpy(e->key + clen + 1, key, klen);
+    e->node.key = e->key;
+    e->node.key_len = clen + 1 + klen;
+    return e;
+}
+
+/* Lock held. Takes e (registered, or freed when it cannot be). */
+static void idem_add(sequencer_t *s, idem_entry_t *e)
+{
+    if (strmap_insert(&s->idem, &e->node) < 0) {
+        free(e);
+        return;
+    }
+    e->in_map = true;
+    if (s->idem_tail) s->idem_tail->fifo_next = e;
+    else s->idem_head = e;
+    s->idem_tail = e;
+}
+
+static void load_idem(void *arg, const char *channel, const char *key, uint64_t offset, const char *id,
+                      uint64_t expires_ms)
+{
+    sequencer_t *s = arg;
+    idem_entry_t *e = idem_new(channel, strlen(channel), key, strlen(key));
+    if (!e) return;
+    e->offset = offset;
+    e->expires_ms = expires_ms;
+    snprintf(e->id, sizeof e->id, "%s", id);
+    idem_add(s, e);
+}
+
+/* ---- the durable store ---- */
+
+static uint32_t max_ttl(const config_t *cfg)
+{
+    uint32_t t = cfg->history.ttl_s;
+    for (size_t i = 0; i < cfg->channel_rule_count; i++)
+        if (cfg->channels[i].history_ttl_s > t) t = cfg->channels[i].history_ttl_s;
+    return t;
+}
+
+typedef struct loader {
+    seq_channel_t *ch;
+    int rc;
+} loader_t;
+
+static int store_in_ring(seq_channel_t *ch, event_t *ev);
+
+static void load_event(void *arg, uint64_t offset, const char *id, const char *name, const char *data, uint64_t ts)
+{
+    loader_t *l = arg;
+    event_t *ev = event_create(l->ch->name, l->ch->name_len, name, strlen(name), data, strlen(data), offset, ts, id);
+    if (!ev || store_in_ring(l->ch, ev) < 0) l->rc = HERALD_ENOMEM;
+    event_unref(ev);
+}
+
+/* Lock held. A channel met for the first time continues where the store left it. */
+static int load_channel(sequencer_t *s, seq_channel_t *ch)
+{
+    if (store_channel_offset(s->store, ch->name, ch->name_len, &ch->offset) < 0) return HERALD_EIO;
+    ch->dispatched = ch->offset;
+    if (ch->offset == 0 || ch->ring_cap == 0) return 0;
+    uint64_t min_ts = time_wall_ms() - (uint64_t)ch->ttl_s * 1000;
+    loader_t l = {ch, 0};
+    if (store_load_events(s->store, ch->name, ch->name_len, 0, min_ts, ch->ring_cap, load_event, &l) < 0)
+        return HERALD_EIO;
+    return l.rc;
+}
+
+/* Lock held. Makes a committed event visible: history, then every worker. */
+static void make_visible(sequencer_t *s, seq_channel_t *ch, event_t *ev)
+{
+    if (store_in_ring(ch, ev) < 0)
+        log_msg(LOG_WARN, "out of memory: event not kept in history", "channel", ch->name, NULL);
+    ch->dispatched = ev->offset;
+    s->dispatch(s->ctx, ev);
+}
+
+/* The store's thread: a batch is on disk (or failed). Events become visible in
+ * offset order under the lock; then each publisher learns its result. */
+static void on_committed(void *arg, int status, store_item_t *items, size_t n)
+{
+    sequencer_t *s = arg;
+    pthread_mutex_lock(&s->lock);
+    for (size_t i = 0; i < n; i++) {
+        event_t *ev = items[i].ev;
+        seq_channel_t *ch = (seq_channel_t *)strmap_get(&s->channels, ev->channel, ev->channel_len);
+        if (status == 0 && ch) {
+            make_visible(s, ch, ev);
+        } else if (ch && ch->dispatched < ev->offset) {
+            /* lost: later events of the channel may still be visible; skip the gap */
+            ch->dispatched = ev->offset;
+        }
+        pending_t *p = items[i].ctx;
+        if (status < 0 && p->idem && p->idem->in_map) {   /* a retry must publish again */
+            strmap_remove(&s->idem, &p->idem->node);
+            p->idem->in_map = false;
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    for (size_t i = 0; i < n; i++) {
+        pending_t *p = items[i].ctx;
+        publish_result_t r = {.offset = items[i].ev->offset};
+        memcpy(r.id, items[i].ev->id, UUID_STR_LEN);
+        p->done(p->arg, status, &r);
+        free(p);
+        free(items[i].idem_key);
+        event_unref(items[i].ev);
+    }
+}
+
+/* ---- lifecycle ---- */
 
 sequencer_t *sequencer_create(const config_t *cfg, sequencer_dispatch_fn dispatch, void *ctx)
 {
@@ -51,6 +195,17 @@ sequencer_t *sequencer_create(const config_t *cfg, sequencer_dispatch_fn dispatc
     s->dispatch = dispatch;
     s->ctx = ctx;
     s->cfg = cfg;
+    if (cfg->history.durable) {
+        s->store = store_open(cfg->data_dir, true, max_ttl(cfg), on_committed, s);
+        if (!s->store) {
+            sequencer_destroy(s);
+            return NULL;
+        }
+        snprintf(s->epoch, sizeof s->epoch, "%s", store_epoch(s->store));
+        store_load_idempotency(s->store, time_wall_ms(), load_idem, s);
+        return s;
+    }
+    /* memory only: history ends with the process, and the epoch says so */
     uint8_t r[8];
     rand_secure(r, sizeof r);
     static const char hex[] = "0123456789abcdef";
@@ -60,6 +215,13 @@ sequencer_t *sequencer_create(const config_t *cfg, sequencer_dispatch_fn dispatc
     }
     s->epoch[16] = '\0';
     return s;
+}
+
+void sequencer_flush(sequencer_t *s)
+{
+    if (!s || !s->store) return;
+    store_close(s->store);   /* commits and dispatches what is queued */
+    s->store = NULL;
 }
 
 static void channel_free(seq_channel_t *ch)
@@ -72,6 +234,7 @@ static void channel_free(seq_channel_t *ch)
 void sequencer_destroy(sequencer_t *s)
 {
     if (!s) return;
+    sequencer_flush(s);
     size_t b;
     strmap_node_t *n = strmap_first(&s->channels, &b);
     while (n) {
@@ -100,6 +263,8 @@ void seq_snapshot_release(seq_snapshot_t *snap)
     snap->event_count = 0;
 }
 
+/* ---- channels and their history ---- */
+
 /* Lock held. */
 static seq_channel_t *get_or_create(sequencer_t *s, const char *name, size_t len)
 {
@@ -114,8 +279,8 @@ static seq_channel_t *get_or_create(sequencer_t *s, const char *name, size_t len
     const channel_rule_t *rule = policy_find_rule_any_user(s->cfg, name, len);
     ch->ring_cap = rule ? rule->history_size : s->cfg->history.size;
     ch->ttl_s = rule ? rule->history_ttl_s : s->cfg->history.ttl_s;
-    if (strmap_insert(&s->channels, &ch->node) < 0) {
-        free(ch);
+    if ((s->store && load_channel(s, ch) < 0) || strmap_insert(&s->channels, &ch->node) < 0) {
+        channel_free(ch);
         return NULL;
     }
     return ch;
@@ -145,7 +310,7 @@ static void expire(seq_channel_t *ch, uint64_t now_ms)
 }
 
 /* Lock held. Takes a reference to ev. */
-static int store(seq_channel_t *ch, event_t *ev)
+static int store_in_ring(seq_channel_t *ch, event_t *ev)
 {
     if (ch->ring_cap == 0) return 0;
     if (!ch->ring) {
@@ -159,6 +324,7 @@ static int store(seq_channel_t *ch, event_t *ev)
     }
     ch->ring[(ch->ring_head + ch->ring_count) % ch->ring_cap] = event_ref(ev);
     ch->ring_count++;
+    expire(ch, time_wall_ms());
     return 0;
 }
 
@@ -182,64 +348,48 @@ static int collect(seq_channel_t *ch, uint64_t after, size_t limit, bool last, s
     return 0;
 }
 
-/* Lock held. Forgets idempotency keys past their TTL. */
-static void idem_expire(sequencer_t *s, uint64_t now_ms)
-{
-    while (s->idem_head && s->idem_head->expires_ms <= now_ms) {
-        idem_entry_t *e = s->idem_head;
-        s->idem_head = e->fifo_next;
-        if (!s->idem_head) s->idem_tail = NULL;
-        strmap_remove(&s->idem, &e->node);
-        free(e);
-    }
-}
+/* ---- publishing ---- */
 
-static idem_entry_t *idem_new(const char *channel, size_t clen, const char *key, size_t klen)
+/* Lock held. A repeated idempotency key: the first publish's result. */
+static bool idem_seen(sequencer_t *s, idem_entry_t *probe, uint64_t now, publish_result_t *out)
 {
-    idem_entry_t *e = calloc(1, sizeof *e + clen + klen + 2);
-    if (!e) return NULL;
-    memcpy(e->key, channel, clen);
-    memcpy(e->key + clen + 1, key, klen);
-    e->node.key = e->key;
-    e->node.key_len = clen + 1 + klen;
-    return e;
+    idem_expire(s, now);
+    idem_entry_t *seen = (idem_entry_t *)strmap_get(&s->idem, probe->node.key, probe->node.key_len);
+    if (!seen) return false;
+    out->offset = seen->offset;
+    memcpy(out->id, seen->id, UUID_STR_LEN);
+    out->duplicate = true;
+    return true;
 }
 
 int sequencer_publish(sequencer_t *s, const char *channel, size_t channel_len, const char *name,
                       size_t name_len, const char *data, size_t data_len, const char *idem_key,
-                      size_t idem_len, publish_result_t *out)
+                      size_t idem_len, publish_done_fn done, void *arg, publish_result_t *out)
 {
     uint64_t now = time_wall_ms();
-    idem_entry_t *fresh = NULL;
-    if (idem_key) {
-        fresh = idem_new(channel, channel_len, idem_key, idem_len);
-        if (!fresh) return HERALD_ENOMEM;
+    idem_entry_t *fresh = idem_key ? idem_new(channel, channel_len, idem_key, idem_len) : NULL;
+    pending_t *p = s->store ? calloc(1, sizeof *p) : NULL;
+    char *key_copy = s->store && idem_key ? strndup(idem_key, idem_len) : NULL;
+    if ((idem_key && !fresh) || (s->store && !p) || (s->store && idem_key && !key_copy)) {
+        free(fresh), free(p), free(key_copy);
+        return HERALD_ENOMEM;
     }
     pthread_mutex_lock(&s->lock);
-    if (fresh) {
-        idem_expire(s, now);
-        idem_entry_t *seen = (idem_entry_t *)strmap_get(&s->idem, fresh->node.key, fresh->node.key_len);
-        if (seen) {
-            out->offset = seen->offset;
-            memcpy(out->id, seen->id, UUID_STR_LEN);
-            out->duplicate = true;
-            pthread_mutex_unlock(&s->lock);
-            free(fresh);
-            return 0;
-        }
+    if (fresh && idem_seen(s, fresh, now, out)) {
+        pthread_mutex_unlock(&s->lock);
+        free(fresh), free(p), free(key_copy);
+        return 0;
     }
     seq_channel_t *ch = get_or_create(s, channel, channel_len);
     event_t *ev = ch ? event_create(channel, channel_len, name, name_len, data, data_len, ch->offset + 1, now, NULL)
                      : NULL;
-    if (!ev || store(ch, ev) < 0) {
+    if (!ev) {
         if (ch) maybe_drop(s, ch);
         pthread_mutex_unlock(&s->lock);
-        event_unref(ev);
-        free(fresh);
-        return HERALD_ENOMEM;
+        free(fresh), free(p), free(key_copy);
+        return ch ? HERALD_ENOMEM : HERALD_EUNAVAIL;
     }
     ch->offset++;
-    expire(ch, now);
     out->offset = ev->offset;
     memcpy(out->id, ev->id, UUID_STR_LEN);
     out->duplicate = false;
@@ -247,17 +397,31 @@ int sequencer_publish(sequencer_t *s, const char *channel, size_t channel_len, c
         fresh->offset = ev->offset;
         memcpy(fresh->id, ev->id, UUID_STR_LEN);
         fresh->expires_ms = now + (uint64_t)s->cfg->history.idempotency_ttl_s * 1000;
-        if (strmap_insert(&s->idem, &fresh->node) == 0) {
-            if (s->idem_tail) s->idem_tail->fifo_next = fresh;
-            else s->idem_head = fresh;
-            s->idem_tail = fresh;
-            fresh = NULL;
-        }
     }
-    s->dispatch(s->ctx, ev);
+    if (s->store) {
+        /* Appended under the lock: the store commits, and the sequencer makes
+         * visible, in offset order. The key is registered now so a retry racing
+         * the commit is already a duplicate. */
+        p->done = done;
+        p->arg = arg;
+        p->idem = fresh;
+        store_item_t item = {.ev = ev, .idem_key = key_copy, .idem_expires_ms = fresh ? fresh->expires_ms : 0,
+                             .keep = ch->ring_cap, .ctx = p};
+        if (store_append(s->store, &item) < 0) {
+            ch->offset--;
+            pthread_mutex_unlock(&s->lock);
+            event_unref(ev);
+            free(fresh), free(p), free(key_copy);
+            return HERALD_ENOMEM;
+        }
+        if (fresh) idem_add(s, fresh);
+        pthread_mutex_unlock(&s->lock);
+        return SEQUENCER_PENDING;
+    }
+    if (fresh) idem_add(s, fresh);
+    make_visible(s, ch, ev);
     pthread_mutex_unlock(&s->lock);
     event_unref(ev);
-    free(fresh);
     return 0;
 }
 
@@ -273,13 +437,13 @@ int sequencer_subscribe(sequencer_t *s, const char *channel, size_t len, const s
         return HERALD_ENOMEM;
     }
     if (ch->subscribers++ == 0) s->active++;
-    snap->latest = ch->offset;
+    snap->latest = ch->dispatched;
     if (since) {
         expire(ch, time_wall_ms());
         bool same_epoch = !since->epoch || strcmp(since->epoch, s->epoch) == 0;
         /* history reaches back when the first event after `since` is still stored */
-        uint64_t oldest = ch->ring_count ? ch->ring[ch->ring_head]->offset : ch->offset + 1;
-        snap->recovered = same_epoch && since->offset <= ch->offset && since->offset + 1 >= oldest;
+        uint64_t oldest = ch->ring_count ? ch->ring[ch->ring_head]->offset : ch->dispatched + 1;
+        snap->recovered = same_epoch && since->offset <= ch->dispatched && since->offset + 1 >= oldest;
         if (snap->recovered) rc = collect(ch, since->offset, SIZE_MAX, false, snap);
     }
     if (rc < 0 && --ch->subscribers == 0) {   /* undo: the caller does not subscribe */
@@ -305,7 +469,7 @@ uint64_t sequencer_latest(sequencer_t *s, const char *channel, size_t len)
 {
     pthread_mutex_lock(&s->lock);
     seq_channel_t *ch = (seq_channel_t *)strmap_get(&s->channels, channel, len);
-    uint64_t off = ch ? ch->offset : 0;
+    uint64_t off = ch ? ch->dispatched : 0;
     pthread_mutex_unlock(&s->lock);
     return off;
 }
@@ -316,11 +480,14 @@ int sequencer_history(sequencer_t *s, const char *channel, size_t len, bool has_
     memset(snap, 0, sizeof *snap);
     int rc = 0;
     pthread_mutex_lock(&s->lock);
-    seq_channel_t *ch = (seq_channel_t *)strmap_get(&s->channels, channel, len);
+    /* a channel this node has not met yet may have a stored past */
+    seq_channel_t *ch = s->store ? get_or_create(s, channel, len)
+                                 : (seq_channel_t *)strmap_get(&s->channels, channel, len);
     if (ch) {
         expire(ch, time_wall_ms());
-        snap->latest = ch->offset;
+        snap->latest = ch->dispatched;
         rc = collect(ch, has_since ? since : 0, limit, !has_since, snap);
+        maybe_drop(s, ch);
     }
     pthread_mutex_unlock(&s->lock);
     return rc;

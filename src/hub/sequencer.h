@@ -8,8 +8,10 @@
  * Also: idempotency keys (a repeated key within history.idempotency_ttl_s returns
  * the first publish's result and delivers nothing).
  *
- * The durable store attaches here: sequencer_publish (store before dispatch) and
- * channel creation (load the offset).
+ * With the durable store (history.durable), an event is written to it before it is
+ * dispatched or acknowledged, and a channel met for the first time gets its offset
+ * and recent events from it. A channel's `dispatched` offset (what subscribers and
+ * history can see) then trails its assigned offset by the events being committed.
  *
  * Owns: the channel table, the stored events (references), the idempotency table.
  * Thread-safe: any thread; the dispatch callback runs with the lock held and must
@@ -30,7 +32,11 @@ typedef void (*sequencer_dispatch_fn)(void *ctx, struct event *ev);
 
 typedef struct sequencer sequencer_t;
 
+/* Opens the durable store when history.durable is set (NULL and logged on failure). */
 sequencer_t *sequencer_create(const config_t *cfg, sequencer_dispatch_fn dispatch, void *ctx);
+/* Writes and dispatches everything still queued for the store, then closes it:
+ * call once the workers no longer publish, while they can still take events. */
+void sequencer_flush(sequencer_t *s);
 void sequencer_destroy(sequencer_t *s);
 
 /* The node's epoch (a random string chosen at start). Borrowed, lives as long as s. */
@@ -42,11 +48,20 @@ typedef struct publish_result {
     bool duplicate;          /* the idempotency key was seen: nothing was published */
 } publish_result_t;
 
-/* Sequences, stores and dispatches one event. data is compact JSON text.
- * idem_key may be NULL. Returns 0 or HERALD_ENOMEM. */
+/* Called once a durable publish is committed (status 0) or failed (status < 0),
+ * on the store's thread: hand the result back to the caller's worker from there. */
+typedef void (*publish_done_fn)(void *arg, int status, const publish_result_t *r);
+
+#define SEQUENCER_PENDING 1
+
+/* Sequences one event (data is compact JSON text; idem_key may be NULL). Without
+ * the durable store it is stored in memory and dispatched at once: returns 0 with
+ * *out filled (also for a duplicate idempotency key). With the store it returns
+ * SEQUENCER_PENDING, and once the event is committed it is stored, dispatched and
+ * done(arg, ...) is called. Negative: an error, done is not called. */
 int sequencer_publish(sequencer_t *s, const char *channel, size_t channel_len, const char *name,
                       size_t name_len, const char *data, size_t data_len, const char *idem_key,
-                      size_t idem_len, publish_result_t *out);
+                      size_t idem_len, publish_done_fn done, void *arg, publish_result_t *out);
 
 /* Where a client says it was: recover the events after `offset`. */
 typedef struct seq_since {

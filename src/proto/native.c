@@ -1,4 +1,5 @@
 #include "proto/native.h"
+#include "api/pubwait.h"
 #include "auth/policy.h"
 #include "core/err.h"
 #include "core/util.h"
@@ -252,6 +253,27 @@ static void handle_unsubscribe(conn_t *c, json_t *msg, json_t *id)
 
 /* ---- publish / history / ping ---- */
 
+/* The `published` reply, once the event is acknowledged (after its commit with the
+ * durable store; other messages of the connection are handled meanwhile). */
+static void finish_publish(pubwait_t *pw)
+{
+    conn_t *c = pw->conn;
+    json_t *ctx = pw->ctx;
+    json_t *id = json_object_get(ctx, "id");
+    if (json_is_null(id)) id = NULL;
+    const char *channel = json_string_value(json_object_get(ctx, "channel"));
+    if (c->state == CONN_OPEN && !c->ws_close_sent) {
+        if (pw->status < 0)
+            send_error(c, id, "unavailable", err_str(pw->status), channel);
+        else
+            send_json(c, reply("published", id,
+                               json_pack("{sssIss}", "channel", channel, "offset", (json_int_t)pw->results[0].offset,
+                                         "id", pw->results[0].id)));
+    }
+    json_decref(ctx);
+    pubwait_free(pw);
+}
+
 static void handle_publish(conn_t *c, json_t *msg, json_t *id)
 {
     const config_t *cfg = c->worker->cfg;
@@ -280,23 +302,16 @@ static void handle_publish(conn_t *c, json_t *msg, json_t *id)
     }
     json_t *data = json_object_get(msg, "data");
     char *text = json_dumps(data ? data : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
-    if (!text) {
-        send_error(c, id, "bad_request", "data cannot be encoded", name);
-        return;
+    json_t *ctx = json_pack("{sOss}", "id", id ? id : json_null(), "channel", name);
+    pubwait_t *pw = text && ctx ? pubwait_create(c, 1, false, finish_publish, ctx) : NULL;
+    if (!pw) {
+        send_error(c, id, "unavailable", "out of memory", name);
+        json_decref(ctx);
+    } else {
+        pubwait_publish(pw, 0, name, len, json_string_value(ev), json_string_length(ev), text, strlen(text), NULL, 0);
+        pubwait_start(pw);
     }
-    server_t *s = c->worker->server;
-    uint64_t t0 = time_mono_ns();
-    publish_result_t r;
-    int rc = sequencer_publish(s->seq, name, len, json_string_value(ev), json_string_length(ev), text,
-                               strlen(text), NULL, 0, &r);
     free(text);
-    if (rc < 0) {
-        send_error(c, id, "unavailable", err_str(rc), name);
-        return;
-    }
-    metrics_observe_publish(&s->metrics, time_mono_ns() - t0);
-    send_json(c, reply("published", id,
-                       json_pack("{sssIss}", "channel", name, "offset", (json_int_t)r.offset, "id", r.id)));
 }
 
 static void handle_history(conn_t *c, json_t *msg, json_t *id)
