@@ -8,6 +8,7 @@
 #include "hub/sequencer.h"
 #include "log.h"
 #include "proto/native.h"
+#include "proto/sse.h"
 #include "proto/ws_transport.h"
 #include "worker.h"
 
@@ -151,41 +152,14 @@ static bool origin_allowed(const config_t *cfg, const char *origin)
     return false;
 }
 
-/* RFC 6455 4.2.1 checks, in the order that gives the most useful answer. Returns
- * true when the upgrade may go ahead; otherwise the response is queued. */
-static bool websocket_handshake_ok(conn_t *c, const http_request_t *req)
+bool server_admit(conn_t *c, const http_request_t *req)
 {
     const config_t *cfg = c->worker->cfg;
-    if (strcmp(req->method, "GET") != 0) {
-        http_respond(c, 405, "application/json",
-                     "{\"error\":\"method_not_allowed\",\"message\":\"WebSocket handshakes use GET\"}", 72,
-                     "Allow: GET\r\n");
-        return false;
-    }
-    const char *upgrade = http_request_header(req, "Upgrade");
-    const char *connection = http_request_header(req, "Connection");
-    if (!upgrade || !http_header_has_token(upgrade, "websocket") || !connection ||
-        !http_header_has_token(connection, "upgrade")) {
-        http_respond_error(c, 400, "bad_request", "this endpoint needs a WebSocket upgrade request");
-        return false;
-    }
-    const char *version = http_request_header(req, "Sec-WebSocket-Version");
-    if (!version || strcmp(version, "13") != 0) {
-        http_respond(c, 426, "application/json",
-                     "{\"error\":\"bad_request\",\"message\":\"unsupported WebSocket version: use 13\"}", 74,
-                     "Sec-WebSocket-Version: 13\r\n");
-        return false;
-    }
-    const char *key = http_request_header(req, "Sec-WebSocket-Key");
-    if (!key || !ws_key_valid(key, strlen(key))) {
-        http_respond_error(c, 400, "bad_request", "missing or malformed Sec-WebSocket-Key");
-        return false;
-    }
+    server_t *s = c->worker->server;
     if (!origin_allowed(cfg, http_request_header(req, "Origin"))) {
         http_respond_error(c, 403, "forbidden", "origin not allowed");
         return false;
     }
-    server_t *s = c->worker->server;
     long open = atomic_load_explicit(&s->client_connections, memory_order_relaxed);
     if (open >= (long)cfg->limits.max_connections) {
         http_respond_error(c, 503, "unavailable", "server at limits.max_connections");
@@ -198,6 +172,35 @@ static bool websocket_handshake_ok(conn_t *c, const http_request_t *req)
         return false;
     }
     return true;
+}
+
+/* RFC 6455 4.2.1 checks, in the order that gives the most useful answer. Returns
+ * true when the upgrade may go ahead; otherwise the response is queued. */
+static bool websocket_handshake_ok(conn_t *c, const http_request_t *req)
+{
+    if (strcmp(req->method, "GET") != 0) {
+        http_respond_error_with(c, 405, "method_not_allowed", "WebSocket handshakes use GET", "Allow: GET\r\n");
+        return false;
+    }
+    const char *upgrade = http_request_header(req, "Upgrade");
+    const char *connection = http_request_header(req, "Connection");
+    if (!upgrade || !http_header_has_token(upgrade, "websocket") || !connection ||
+        !http_header_has_token(connection, "upgrade")) {
+        http_respond_error(c, 400, "bad_request", "this endpoint needs a WebSocket upgrade request");
+        return false;
+    }
+    const char *version = http_request_header(req, "Sec-WebSocket-Version");
+    if (!version || strcmp(version, "13") != 0) {
+        http_respond_error_with(c, 426, "bad_request", "unsupported WebSocket version: use 13",
+                                "Sec-WebSocket-Version: 13\r\n");
+        return false;
+    }
+    const char *key = http_request_header(req, "Sec-WebSocket-Key");
+    if (!key || !ws_key_valid(key, strlen(key))) {
+        http_respond_error(c, 400, "bad_request", "missing or malformed Sec-WebSocket-Key");
+        return false;
+    }
+    return server_admit(c, req);
 }
 
 typedef void (*api_handler_fn)(conn_t *c, const http_request_t *req);
@@ -227,6 +230,10 @@ void server_route(conn_t *c, http_request_t *req)
      * protocol: answer it and close. */
     if (req->upgrade) http_set_close(c);
     const char *path = req->path;
+    if (strcmp(path, "/events") == 0) {
+        sse_start(c, req);
+        return;
+    }
     if (strcmp(path, "/ws") == 0) {
         if (websocket_handshake_ok(c, req)) ws_transport_upgrade(c, req, &native_app, PROTO_WS);
         return;
@@ -235,12 +242,10 @@ void server_route(conn_t *c, http_request_t *req)
         const route_entry_t *r = &api_routes[i];
         if (strcmp(path, r->path) != 0) continue;
         if (strcmp(req->method, r->method) != 0) {
-            char allow[32];
+            char allow[32], message[32];
             snprintf(allow, sizeof allow, "Allow: %s\r\n", r->method);
-            char body[128];
-            int n = snprintf(body, sizeof body,
-                             "{\"error\":\"method_not_allowed\",\"message\":\"use %s\"}", r->method);
-            http_respond(c, 405, "application/json", body, (size_t)n, allow);
+            snprintf(message, sizeof message, "use %s", r->method);
+            http_respond_error_with(c, 405, "method_not_allowed", message, allow);
             return;
         }
         if (r->needs_api_key && !api_authorize(c, req)) return;

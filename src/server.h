@@ -44,6 +44,11 @@ void server_stop(server_t *s);
 /* The client's address: the peer, or from X-Forwarded-For behind a trusted proxy. */
 void server_client_address(const struct conn *c, const struct http_request *req, uint8_t out[16]);
 
+/* Admission of a new client connection (WebSocket, SSE): Origin in
+ * allowed_origins, under limits.max_connections, under the per-address connection
+ * rate. Otherwise answers 403/503/429 and returns false. */
+bool server_admit(struct conn *c, const struct http_request *req);
+
 /* Worker thread: a complete HTTP request arrived on c. Answers it (queueing the
  * response), upgrades it, or takes it over (SSE). */
 void server_route(struct conn *c, struct http_request *req);

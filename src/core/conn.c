@@ -1,5 +1,6 @@
 #include "core/conn.h"
 #include "core/err.h"
+#include "core/util.h"
 #include "hub/hub.h"
 #include "http/http_request.h"
 #include "server.h"
@@ -261,6 +262,19 @@ void conn_set_timeout(conn_t *c, uint64_t ms_from_now)
 {
     if (c->state == CONN_CLOSED) return;
     loop_timer_set(c->worker->loop, &c->timer, loop_now_ms(c->worker->loop) + ms_from_now, on_timer_fired);
+}
+
+void conn_become_client(conn_t *c, int proto)
+{
+    server_t *s = c->worker->server;
+    c->counted = true;
+    c->proto = (uint8_t)proto;
+    c->in_all = true;
+    atomic_fetch_add_explicit(&s->metrics.connections[proto], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->client_connections, 1, memory_order_relaxed);
+    rand_secure(c->conn_id, sizeof c->conn_id);
+    c->conn_id[6] = (uint8_t)((c->conn_id[6] & 0x0f) | 0x40);
+    c->conn_id[8] = (uint8_t)((c->conn_id[8] & 0x3f) | 0x80);
 }
 
 void conn_pause_reading(conn_t *c, bool paused)

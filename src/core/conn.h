@@ -33,6 +33,7 @@
 struct worker;
 struct sub;
 struct http_request;
+struct event;
 typedef struct conn conn_t;
 
 typedef struct conn_handler {
@@ -44,6 +45,9 @@ typedef struct conn_handler {
     void (*on_timer)(conn_t *c);       /* c->timer fired */
     void (*on_drained)(conn_t *c);     /* optional: the send queue became empty */
     void (*on_close)(conn_t *c);       /* release protocol state; the socket is closed */
+    /* optional: queue an event in a per-connection way (SSE ids); returns whether it
+     * was queued. Without it the hub queues the shared frame of c->format. */
+    bool (*on_event)(conn_t *c, struct event *ev);
 } conn_handler_t;
 
 typedef struct out_item {
@@ -125,6 +129,11 @@ void conn_close(conn_t *c);
 
 /* Closes once everything queued has been written (or after a short grace time). */
 void conn_close_after_flush(conn_t *c);
+
+/* Makes c a client connection of protocol `proto` (enum metrics_proto): counted
+ * against max_connections and in the gauges until it closes, given a UUID v4
+ * connection id, and in $all. */
+void conn_become_client(conn_t *c, int proto);
 
 /* Stops or resumes watching for input (the kernel buffers it meanwhile). */
 void conn_pause_reading(conn_t *c, bool paused);

@@ -72,6 +72,11 @@ void http_respond_json(conn_t *c, int status, json_t *body)
 
 void http_respond_error(conn_t *c, int status, const char *code, const char *message)
 {
+    http_respond_error_with(c, status, code, message, NULL);
+}
+
+void http_respond_error_with(conn_t *c, int status, const char *code, const char *message, const char *extra_headers)
+{
     buf_t b = {0};
     int rc = buf_append_str(&b, "{\"error\":");
     rc |= buf_append_json_str(&b, code, strlen(code));
@@ -83,6 +88,6 @@ void http_respond_error(conn_t *c, int status, const char *code, const char *mes
         conn_close(c);
         return;
     }
-    http_respond_json_text(c, status, b.data, b.len);
+    http_respond(c, status, "application/json", b.data, b.len, extra_headers);
     buf_free(&b);
 }

@@ -22,6 +22,7 @@ void http_respond(conn_t *c, int status, const char *content_type, const char *b
 void http_respond_json(conn_t *c, int status, json_t *body);
 void http_respond_json_text(conn_t *c, int status, const char *json, size_t len);
 void http_respond_error(conn_t *c, int status, const char *code, const char *message);
+void http_respond_error_with(conn_t *c, int status, const char *code, const char *message, const char *extra_headers);
 
 /* The connection will be closed once this response is written. */
 void http_set_close(conn_t *c);

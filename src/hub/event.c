@@ -53,6 +53,23 @@ static frame_t *encode(const event_t *e, event_format_t fmt)
         rc |= buf_append(&b, e->data, e->data_len);
         rc |= buf_append_str(&b, "]");
         break;
+    case EVENT_FMT_SSE: {
+        /* An event name is a JSON string and may hold line breaks, which would end
+         * the field early: they become spaces. The envelope is JSON: no raw newline. */
+        rc = buf_append_str(&b, "event: ");
+        size_t start = b.len;
+        rc |= buf_append(&b, e->name, e->name_len);
+        for (size_t i = start; i < b.len; i++)
+            if (b.data[i] == '\n' || b.data[i] == '\r') b.data[i] = ' ';
+        size_t len;
+        const char *env = event_envelope(e, &len);
+        rc |= buf_append_str(&b, "\ndata: ");
+        rc |= buf_append(&b, env, len);
+        rc |= buf_append_str(&b, "\n\n");
+        frame_t *f = rc ? NULL : frame_from(b.data, b.len);
+        buf_free(&b);
+        return f;
+    }
     default:
         return NULL;
     }

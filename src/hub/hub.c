@@ -154,6 +154,7 @@ void hub_unsubscribe_all(hub_t *h, conn_t *c)
 
 static inline bool deliver(conn_t *c, event_t *ev)
 {
+    if (c->handler && c->handler->on_event) return c->handler->on_event(c, ev);
     frame_t *f = event_frame(ev, (event_format_t)c->format);
     if (!f) return false;
     return conn_send(c, frame_ref(f), true) == 0;
@@ -189,3 +190,6 @@ size_t hub_fanout_all(conn_t *list, event_t *ev)
 }
 
 size_t hub_channel_count(const hub_t *h) { return h->channels.count; }
+
+const char *hub_channel_name(const sub_t *s) { return s->channel->name; }
+size_t hub_channel_name_len(const sub_t *s) { return s->channel->name_len; }

@@ -63,4 +63,8 @@ size_t hub_fanout_all(conn_t *list, struct event *ev);
 
 size_t hub_channel_count(const hub_t *h);
 
+/* The channel a subscription is to. Borrowed. */
+const char *hub_channel_name(const sub_t *s);
+size_t hub_channel_name_len(const sub_t *s);
+
 #endif

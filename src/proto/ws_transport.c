@@ -35,19 +35,11 @@ void ws_transport_upgrade(conn_t *c, const http_request_t *req, const ws_app_t *
                      "Sec-WebSocket-Accept: %s\r\n\r\n", accept);
     if (conn_send_bytes(c, resp, (size_t)n) < 0) return;
 
-    server_t *s = c->worker->server;
     c->handler = &ws_transport_handler;
     c->ws_app = app;
     c->websocket = true;
     c->http_close = false;
-    c->counted = true;
-    c->proto = (uint8_t)proto;
-    c->in_all = true;
-    atomic_fetch_add_explicit(&s->metrics.connections[proto], 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&s->client_connections, 1, memory_order_relaxed);
-    rand_secure(c->conn_id, sizeof c->conn_id);
-    c->conn_id[6] = (uint8_t)((c->conn_id[6] & 0x0f) | 0x40);
-    c->conn_id[8] = (uint8_t)((c->conn_id[8] & 0x3f) | 0x80);
+    conn_become_client(c, proto);
     ws_reader_init(&c->ws, true, cfg->limits.max_message_bytes);
     c->last_recv_ms = loop_now_ms(c->worker->loop);
     c->ping_sent_ms = 0;
