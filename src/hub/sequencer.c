@@ -7,8 +7,12 @@
 #include "store/store.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* channel (<= 255 bytes), NUL, idempotency key (<= 255 bytes) */
+#define HERALD_IDEM_PROBE 512
 
 typedef struct seq_channel {
     strmap_node_t node;
@@ -39,7 +43,6 @@ typedef struct idem_entry {
 typedef struct pending {
     publish_done_fn done;
     void *arg;
-    idem_entry_t *idem;      /* registered at publish time; forgotten if the write fails */
 } pending_t;
 
 struct sequencer {
@@ -143,6 +146,23 @@ static int load_channel(sequencer_t *s, seq_channel_t *ch)
     return l.rc;
 }
 
+/* Lock held. The key registered for an event whose write failed: a retry must
+ * publish again. Looked up by name (the entry may have expired meanwhile). */
+static void idem_forget(sequencer_t *s, const event_t *ev, const char *key)
+{
+    char probe[HERALD_IDEM_PROBE];
+    size_t klen = strlen(key);
+    if (ev->channel_len + 1 + klen > sizeof probe) return;
+    memcpy(probe, ev->channel, ev->channel_len);
+    probe[ev->channel_len] = '\0';
+    memcpy(probe + ev->channel_len + 1, key, klen);
+    idem_entry_t *e = (idem_entry_t *)strmap_get(&s->idem, probe, ev->channel_len + 1 + klen);
+    if (e && e->offset == ev->offset) {
+        strmap_remove(&s->idem, &e->node);
+        e->in_map = false;   /* freed when it reaches the front of the expiry queue */
+    }
+}
+
 /* Lock held. Makes a committed event visible: history, then every worker. */
 static void make_visible(sequencer_t *s, seq_channel_t *ch, event_t *ev)
 {
@@ -167,11 +187,7 @@ static void on_committed(void *arg, int status, store_item_t *items, size_t n)
             /* lost: later events of the channel may still be visible; skip the gap */
             ch->dispatched = ev->offset;
         }
-        pending_t *p = items[i].ctx;
-        if (status < 0 && p->idem && p->idem->in_map) {   /* a retry must publish again */
-            strmap_remove(&s->idem, &p->idem->node);
-            p->idem->in_map = false;
-        }
+        if (status < 0 && items[i].idem_key) idem_forget(s, ev, items[i].idem_key);
     }
     pthread_mutex_unlock(&s->lock);
     for (size_t i = 0; i < n; i++) {
@@ -404,7 +420,6 @@ int sequencer_publish(sequencer_t *s, const char *channel, size_t channel_len, c
          * the commit is already a duplicate. */
         p->done = done;
         p->arg = arg;
-        p->idem = fresh;
         store_item_t item = {.ev = ev, .idem_key = key_copy, .idem_expires_ms = fresh ? fresh->expires_ms : 0,
                              .keep = ch->ring_cap, .ctx = p};
         if (store_append(s->store, &item) < 0) {
@@ -468,8 +483,11 @@ void sequencer_unsubscribe(sequencer_t *s, const char *channel, size_t len)
 uint64_t sequencer_latest(sequencer_t *s, const char *channel, size_t len)
 {
     pthread_mutex_lock(&s->lock);
-    seq_channel_t *ch = (seq_channel_t *)strmap_get(&s->channels, channel, len);
+    /* a channel this node has not met yet may have a stored past */
+    seq_channel_t *ch = s->store ? get_or_create(s, channel, len)
+                                 : (seq_channel_t *)strmap_get(&s->channels, channel, len);
     uint64_t off = ch ? ch->dispatched : 0;
+    if (ch) maybe_drop(s, ch);
     pthread_mutex_unlock(&s->lock);
     return off;
 }

@@ -75,10 +75,9 @@ static void test_name_valid_space_and_ascii_controls_refused(void **state)
     assert_false(channel_name_valid(S("a\0b")));   /* an embedded NUL counted in len */
 }
 
-/* KNOWN BUG (fails until fixed): SPEC 9.14 says "without control characters";
- * U+0080..U+009F are control characters (Unicode Cc, e.g. U+0085 NEL, U+009B CSI,
- * which terminals interpret), but src/auth/policy.c channel_name_valid (line 13)
- * only refuses bytes <= 0x20 and 0x7f, so the 2-byte encodings C2 85 / C2 9B pass. */
+/* SPEC 9.14 says "without control characters": U+0080..U+009F are control
+ * characters too (Unicode Cc, e.g. U+0085 NEL, U+009B CSI, which terminals
+ * interpret), encoded C2 80..C2 9F. */
 static void test_name_valid_c1_controls_refused(void **state)
 {
     (void)state;
@@ -486,11 +485,8 @@ static void test_expand_value_is_not_expanded_again(void **state)
     assert_expand("x:{brace}", "x:{sub}");
 }
 
-/* KNOWN BUG (fails until fixed): src/auth/policy.c policy_expand_template, the
- * `if (!close) break;` at line 115: an unclosed '{' silently drops the rest of the
- * template, so "user:{sub" expands to "user:" (a different, real channel) instead of
- * failing (NULL) or being kept literally. Config validation rejects such templates,
- * so it is latent, but the function's contract does not say so. */
+/* An unclosed '{' must not silently drop the rest of the template: "user:{sub"
+ * expanding to "user:" would be a different, real channel. It fails (NULL). */
 static void test_expand_unclosed_brace_not_truncated(void **state)
 {
     (void)state;

@@ -93,9 +93,8 @@ static void test_strmap_key_length_matters_with_embedded_nul(void **state)
 
 /* FNV-1a 64 reference values: a different hash would still work, but these pin
  * that the function is the documented one and is stable.
- * KNOWN BUG (fails until fixed): src/core/strmap.c starts from 1469598103934665603
- * (0x14650fb0739d0383), the FNV offset basis with its last digit lost; the basis is
- * 14695981039346656037 (0xcbf29ce484222325), so strmap_hash("", 0) is not it. */
+ * The FNV-1a 64-bit offset basis is 14695981039346656037 (0xcbf29ce484222325):
+ * the hash of the empty string. */
 static void test_strmap_hash_is_fnv1a_64(void **state)
 {
     (void)state;
