@@ -480,6 +480,11 @@ static const names_t sub_names = {sub_name, 1, false, false, "is not allowed: on
  * matches one segment (no ':'), so every well-formed name is accepted there. */
 static const names_t rule_names = {NULL, 0, true, false, ""};
 
+bool config_pattern_valid(const char *pattern, char *why, size_t why_size)
+{
+    return check_template(pattern, true, &rule_names, why, why_size);
+}
+
 static bool check_auto_join(const char *s, char *why, size_t wl)
 {
     return check_template(s, false, &sub_names, why, wl);

@@ -153,6 +153,10 @@ size_t config_validate(const config_t *c, config_problems_t *problems);
 
 void config_free(config_t *c);
 
+/* A channel pattern as rules and access-token scopes write them (SPEC 9.6);
+ * otherwise false with the reason in why. */
+bool config_pattern_valid(const char *pattern, char *why, size_t why_size);
+
 /* Parses "host:port" ("[::1]:8080" for IPv6). Returns 0 or HERALD_EINVAL. host_out
  * receives a new string. */
 int config_parse_listen(const char *s, char **host_out, uint16_t *port_out);

@@ -2,6 +2,7 @@
  * check and version (SPEC section 7). */
 #include "cli/cli_client.h"
 #include "cli/cli_config.h"
+#include "cli/cli_token.h"
 #include "config.h"
 #include "core/err.h"
 #include "log.h"
@@ -23,6 +24,9 @@ static void usage(FILE *out)
             "        [--redis URL] [--log-level L] [--workers N]\n"
             "  publish [--url U] [--api-key K] CHANNEL EVENT [DATA|-]\n"
             "  tail [--url ws://…/ws] [--token T] [--since N] CHANNEL...\n"
+            "  token create --channel C [--channel C2] [--label L] [--data-dir D | --config F]\n"
+            "  token list [--data-dir D | --config F]\n"
+            "  token revoke ID [--data-dir D | --config F]\n"
             "  config check [--json] [--env] FILE\n"
             "  version\n");
 }
@@ -128,6 +132,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "serve") == 0) return cmd_serve(argc - 1, argv + 1);
     if (strcmp(cmd, "publish") == 0) return cli_publish(argc - 1, argv + 1);
     if (strcmp(cmd, "tail") == 0) return cli_tail(argc - 1, argv + 1);
+    if (strcmp(cmd, "token") == 0) return cli_token(argc - 1, argv + 1);
     if (strcmp(cmd, "config") == 0 && argc >= 3 && strcmp(argv[2], "check") == 0)
         return cli_config_check(argc - 2, argv + 2);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {

@@ -1,6 +1,8 @@
 #include "server.h"
 #include "api/api.h"
 #include "auth/iplimit.h"
+#include "auth/jwt.h"
+#include "auth/tokens.h"
 #include "core/err.h"
 #include "http/http_request.h"
 #include "http/http_response.h"
@@ -8,6 +10,7 @@
 #include "hub/sequencer.h"
 #include "log.h"
 #include "proto/native.h"
+#include "proto/route.h"
 #include "proto/sse.h"
 #include "proto/ws_transport.h"
 #include "worker.h"
@@ -80,6 +83,17 @@ int server_start(server_t *s, const config_t *cfg)
     s->worker_count = worker_count_for(cfg);
     s->workers = calloc(s->worker_count, sizeof *s->workers);
     if (!s->seq || !s->workers || !s->iplimit || !s->trusted_proxies) return HERALD_ENOMEM;
+    s->tokens = tokens_open(cfg->data_dir);
+    s->tokens_checked_ms = (int64_t)time_wall_ms();
+    if (!s->tokens) return HERALD_EIO;   /* logged */
+    if (cfg->auth.jwt_secret || cfg->auth.jwt_public_key_file) {
+        char err[256];
+        s->jwt = jwt_verifier_create(cfg, err, sizeof err);
+        if (!s->jwt) {
+            log_msg(LOG_ERROR, "cannot use auth.jwt", "error", err, NULL);
+            return HERALD_EINVAL;
+        }
+    }
     for (size_t i = 0; i < cfg->trusted_proxy_count; i++)   /* validated by config */
         if (cidr_parse(cfg->trusted_proxies[i], &s->trusted_proxies[s->trusted_proxy_count]) == 0)
             s->trusted_proxy_count++;
@@ -130,6 +144,10 @@ void server_stop(server_t *s)
     s->seq = NULL;
     iplimit_destroy(s->iplimit);
     s->iplimit = NULL;
+    tokens_close(s->tokens);
+    s->tokens = NULL;
+    if (s->jwt) jwt_verifier_destroy(s->jwt);
+    s->jwt = NULL;
     free(s->trusted_proxies);
     s->trusted_proxies = NULL;
 }
@@ -236,6 +254,29 @@ void server_route(conn_t *c, http_request_t *req)
     }
     if (strcmp(path, "/ws") == 0) {
         if (websocket_handshake_ok(c, req)) ws_transport_upgrade(c, req, &native_app, PROTO_WS);
+        return;
+    }
+    if (strncmp(path, "/ws/", 4) == 0) {
+        route_params_t params;
+        const route_t *r = route_match(c->worker->cfg, path, &params);
+        if (!r) http_respond_error(c, 404, "not_found", "no such route");
+        else if (websocket_handshake_ok(c, req))
+            ws_transport_upgrade(c, req, r->format == ROUTE_FORMAT_DATA ? &route_data_app : &route_envelope_app,
+                                 PROTO_WS);
+        return;
+    }
+    if (strcmp(path, "/api/tokens") == 0 || strncmp(path, "/api/tokens/", 12) == 0) {
+        bool one = path[11] == '/';
+        const char *want = one ? "DELETE" : "GET, POST";
+        if (one ? strcmp(req->method, "DELETE") != 0
+                : strcmp(req->method, "GET") != 0 && strcmp(req->method, "POST") != 0) {
+            char allow[40], message[40];
+            snprintf(allow, sizeof allow, "Allow: %s\r\n", want);
+            snprintf(message, sizeof message, "use %s", want);
+            http_respond_error_with(c, 405, "method_not_allowed", message, allow);
+        } else if (api_authorize(c, req)) {
+            (one ? api_token_revoke : api_tokens)(c, req);
+        }
         return;
     }
     for (size_t i = 0; i < sizeof api_routes / sizeof *api_routes; i++) {

@@ -30,6 +30,9 @@ typedef struct server {
     uint64_t started_mono_ms;
     atomic_long client_connections;   /* counted against limits.max_connections */
     struct iplimit *iplimit;          /* limits.connections_per_ip_per_second */
+    struct jwt_verifier *jwt;         /* NULL when auth.jwt is not configured */
+    struct tokens *tokens;            /* access tokens in the data dir's store */
+    int64_t tokens_checked_ms;        /* revocations seen up to here (worker 0 polls) */
     struct cidr *trusted_proxies;     /* parsed from the config */
     size_t trusted_proxy_count;
     char version[32];

@@ -4,6 +4,8 @@
 #include "http/http_response.h"
 #include "hub/event.h"
 #include "hub/hub.h"
+#include "auth/authn.h"
+#include "auth/tokens.h"
 #include "log.h"
 #include "proto/ws_transport.h"
 #include "server.h"
@@ -21,6 +23,7 @@
 static void after_batch(loop_t *loop, void *ctx);
 static void on_accept(loop_t *loop, loop_io_t *io, uint32_t revents);
 static void on_wake(loop_t *loop, loop_io_t *io, uint32_t revents);
+static void on_housekeeping(loop_t *loop, loop_timer_t *t);
 
 int worker_init(worker_t *w, struct server *s, unsigned index, int listen_fd)
 {
@@ -39,6 +42,7 @@ int worker_init(worker_t *w, struct server *s, unsigned index, int listen_fd)
     if (!w->loop || !w->hub || !w->rbuf || w->wake_fd < 0 || !w->ping_frame) return HERALD_ENOMEM;
     if (loop_io_add(w->loop, &w->wake_io, w->wake_fd, EPOLLIN, on_wake) < 0) return HERALD_EIO;
     if (loop_io_add(w->loop, &w->listen_io, listen_fd, EPOLLIN, on_accept) < 0) return HERALD_EIO;
+    if (index == 0) loop_timer_set(w->loop, &w->housekeeping, time_mono_ms() + 1000, on_housekeeping);
     return 0;
 }
 
@@ -160,7 +164,7 @@ static void on_accept(loop_t *loop, loop_io_t *io, uint32_t revents)
     }
 }
 
-static long disconnect_matching(worker_t *w, const char *who, bool by_id)
+static long disconnect_matching(worker_t *w, const char *who, int by)
 {
     char id[37];
     long n = 0;
@@ -168,9 +172,11 @@ static long disconnect_matching(worker_t *w, const char *who, bool by_id)
         next = c->next;
         if (!c->counted) continue;
         bool match;
-        if (by_id) {
+        if (by == DISCONNECT_CONNECTION) {
             conn_id_str(c, id);
             match = strcmp(id, who) == 0;
+        } else if (by == DISCONNECT_TOKEN) {
+            match = c->auth && strcmp(c->auth->token_id, who) == 0;
         } else {
             match = c->user && strcmp(c->user, who) == 0;
         }
@@ -184,9 +190,45 @@ static long disconnect_matching(worker_t *w, const char *who, bool by_id)
 
 static void handle_disconnect(worker_t *w, disconnect_req_t *r)
 {
-    long n = w->conns ? disconnect_matching(w, r->who, r->by_id) : 0;
+    long n = w->conns ? disconnect_matching(w, r->who, r->by) : 0;
     atomic_fetch_add(&r->count, n);
-    if (atomic_fetch_sub(&r->remaining, 1) == 1) worker_call(r->origin, r->done, r);
+    if (atomic_fetch_sub(&r->remaining, 1) != 1) return;
+    if (r->done) worker_call(r->origin, r->done, r);
+    else free(r);
+}
+
+int worker_broadcast_disconnect(struct server *s, disconnect_req_t *r)
+{
+    atomic_init(&r->remaining, (int)s->worker_count);
+    atomic_init(&r->count, 0);
+    for (unsigned i = 0; i < s->worker_count; i++) {
+        if (worker_post(&s->workers[i], INBOX_DISCONNECT, r, 0) < 0 && atomic_fetch_sub(&r->remaining, 1) == 1) {
+            if (r->done) worker_call(r->origin, r->done, r);   /* the others already answered */
+            else free(r);
+        }
+    }
+    return 0;
+}
+
+static void revoked(void *arg, const char *id)
+{
+    server_t *s = arg;
+    size_t len = strlen(id);
+    disconnect_req_t *r = calloc(1, sizeof *r + len + 1);
+    if (!r) return;
+    memcpy(r->who, id, len);
+    r->by = DISCONNECT_TOKEN;
+    worker_broadcast_disconnect(s, r);
+}
+
+/* Worker 0, every second: a token revoked by the CLI (another process) closes its
+ * connections here within a second or two. */
+static void on_housekeeping(loop_t *loop, loop_timer_t *t)
+{
+    worker_t *w = (worker_t *)((char *)t - offsetof(worker_t, housekeeping));
+    server_t *s = w->server;
+    if (s->tokens) s->tokens_checked_ms = tokens_revoked_since(s->tokens, s->tokens_checked_ms, revoked, s) + 1;
+    loop_timer_set(loop, t, loop_now_ms(loop) + 1000, on_housekeeping);
 }
 
 static void begin_shutdown(worker_t *w)

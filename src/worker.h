@@ -37,17 +37,24 @@ enum inbox_kind {
 struct worker;
 typedef void (*worker_fn)(struct worker *w, void *arg);
 
-/* /api/disconnect: every worker closes its matching connections with 4003, adds
- * how many to count, and the last one calls done on the origin worker. */
+enum disconnect_by { DISCONNECT_USER, DISCONNECT_CONNECTION, DISCONNECT_TOKEN };
+
+/* /api/disconnect and token revocation: every worker closes its matching
+ * connections with 4003, adds how many to count, and the last one calls done on
+ * the origin worker (or frees the request when done is NULL). */
 typedef struct disconnect_req {
     atomic_int remaining;
     atomic_long count;
     struct worker *origin;
-    worker_fn done;           /* runs on origin with the request as argument */
-    conn_t *conn;             /* the HTTP request's connection (held) */
-    bool by_id;
-    char who[];               /* user (JWT sub) or connection id */
+    worker_fn done;           /* runs on origin with the request as argument, or NULL */
+    conn_t *conn;             /* the HTTP request's connection (held), or NULL */
+    int by;                   /* enum disconnect_by */
+    char who[];               /* user (JWT sub), connection id or access token id */
 } disconnect_req_t;
+
+/* Any thread: posts a disconnect to every worker of s. Takes r (set remaining,
+ * by, who, done first). Returns 0 or HERALD_ENOMEM (then nothing was posted). */
+int worker_broadcast_disconnect(struct server *s, disconnect_req_t *r);
 
 typedef struct inbox_msg {
     int kind;
@@ -74,6 +81,7 @@ typedef struct worker {
     bool shutting_down;
     uint64_t shutdown_deadline_ms;
     frame_t *ping_frame;      /* the one heartbeat ping every connection of this worker shares */
+    loop_timer_t housekeeping;   /* worker 0: access token revocations made by the CLI */
 
     pthread_mutex_t inbox_lock;
     inbox_msg_t *inbox;        /* filled by producers */

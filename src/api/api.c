@@ -1,6 +1,7 @@
 #include "api/api.h"
 #include "api/pubwait.h"
 #include "auth/policy.h"
+#include "auth/tokens.h"
 #include "core/err.h"
 #include "core/util.h"
 #include "http/http_conn.h"
@@ -305,19 +306,104 @@ void api_disconnect(conn_t *c, const http_request_t *req)
         return;
     }
     memcpy(r->who, json_string_value(who), json_string_length(who));
-    r->by_id = who == id;
+    r->by = who == id ? DISCONNECT_CONNECTION : DISCONNECT_USER;
     r->origin = c->worker;
     r->done = disconnect_done;
     r->conn = c;
-    atomic_init(&r->remaining, (int)s->worker_count);
-    atomic_init(&r->count, 0);
     conn_hold(c);
     http_conn_defer(c);
-    for (unsigned i = 0; i < s->worker_count; i++) {
-        if (worker_post(&s->workers[i], INBOX_DISCONNECT, r, 0) < 0 && atomic_fetch_sub(&r->remaining, 1) == 1)
-            worker_call(r->origin, r->done, r);
+    worker_broadcast_disconnect(s, r);
+    json_decref(body);
+}
+
+/* ---- access tokens ---- */
+
+static json_t *token_json(const token_info_t *t, bool with_secret)
+{
+    json_t *ch = json_array();
+    for (size_t i = 0; i < t->channel_count; i++) json_array_append_new(ch, json_string(t->channels[i]));
+    char ts[ISO_TIME_LEN];
+    time_iso8601((uint64_t)t->created_at_ms, ts);
+    json_t *o = json_pack("{sssoss}", "id", t->id, "channels", ch, "created_at", ts);
+    json_object_set_new(o, "label", t->label ? json_string(t->label) : json_null());
+    if (with_secret) json_object_set_new(o, "token", json_string(t->secret));
+    return o;
+}
+
+static void list_one(void *arg, const token_info_t *t) { json_array_append_new(arg, token_json(t, false)); }
+
+/* GET and POST /api/tokens: list, or create one (201; the only time the secret is shown). */
+void api_tokens(conn_t *c, const http_request_t *req)
+{
+    server_t *s = c->worker->server;
+    if (strcmp(req->method, "GET") == 0) {
+        json_t *arr = json_array();
+        if (tokens_list(s->tokens, list_one, arr) < 0) {
+            json_decref(arr);
+            http_respond_error(c, 503, "unavailable", "the token store is unavailable");
+            return;
+        }
+        http_respond_json(c, 200, json_pack("{so}", "tokens", arr));
+        return;
+    }
+    json_t *body = parse_body(c, req);
+    if (!body) return;
+    json_t *channels = json_object_get(body, "channels"), *label = json_object_get(body, "label");
+    size_t n = json_array_size(channels), i;
+    json_t *v;
+    bool ok = json_is_array(channels) && n > 0 && n <= 100 && (!label || json_is_string(label) || json_is_null(label));
+    char why[160] = "\"channels\" must be a non-empty array of channel patterns; \"label\" a string";
+    json_array_foreach(channels, i, v) {
+        if (!ok) break;
+        char reason[120];
+        if (!json_is_string(v) || !config_pattern_valid(json_string_value(v), reason, sizeof reason)) {
+            ok = false;
+            if (json_is_string(v)) snprintf(why, sizeof why, "%s: %s", json_string_value(v), reason);
+        }
+    }
+    if (!ok) {
+        http_respond_error(c, 400, "bad_request", why);
+        json_decref(body);
+        return;
+    }
+    char **list = calloc(n, sizeof *list);
+    json_array_foreach(channels, i, v) if (list) list[i] = (char *)json_string_value(v);
+    token_info_t t;
+    int rc = list ? tokens_create(s->tokens, list, n, json_string_value(label), &t) : HERALD_ENOMEM;
+    free(list);
+    if (rc < 0) {
+        http_respond_error(c, 503, "unavailable", "the token store is unavailable");
+    } else {
+        http_respond_json(c, 201, token_json(&t, true));
+        token_info_free(&t);
     }
     json_decref(body);
+}
+
+/* DELETE /api/tokens/<id or token>: revoked, and its connections close with 4003. */
+void api_token_revoke(conn_t *c, const http_request_t *req)
+{
+    server_t *s = c->worker->server;
+    char who[256];
+    const char *raw = req->path + strlen("/api/tokens/");
+    long n = http_percent_decode(raw, strlen(raw), who, sizeof who);
+    char id[TOKEN_ID_LEN + 1];
+    int rc = n > 0 && (size_t)n < sizeof who ? tokens_revoke(s->tokens, who, id) : HERALD_ENOTFOUND;
+    if (rc == HERALD_ENOTFOUND) {
+        http_respond_error(c, 404, "not_found", "no live token with this id");
+        return;
+    }
+    if (rc < 0) {
+        http_respond_error(c, 503, "unavailable", "the token store is unavailable");
+        return;
+    }
+    disconnect_req_t *r = calloc(1, sizeof *r + sizeof id);
+    if (r) {
+        memcpy(r->who, id, sizeof id);
+        r->by = DISCONNECT_TOKEN;
+        worker_broadcast_disconnect(s, r);
+    }
+    http_respond_json(c, 200, json_pack("{sb}", "success", 1));
 }
 
 /* ---- reading ---- */

@@ -19,6 +19,8 @@ void api_publish(conn_t *c, const http_request_t *req);
 void api_broadcast(conn_t *c, const http_request_t *req);
 void api_broadcast_compat(conn_t *c, const http_request_t *req);
 void api_disconnect(conn_t *c, const http_request_t *req);
+void api_tokens(conn_t *c, const http_request_t *req);
+void api_token_revoke(conn_t *c, const http_request_t *req);
 void api_history(conn_t *c, const http_request_t *req);
 void api_health(conn_t *c, const http_request_t *req);
 void api_stats(conn_t *c, const http_request_t *req);

@@ -1,4 +1,5 @@
 #include "core/conn.h"
+#include "auth/authn.h"
 #include "core/err.h"
 #include "core/util.h"
 #include "hub/hub.h"
@@ -337,6 +338,7 @@ void conn_free(conn_t *c)
     }
     ws_reader_deinit(&c->ws);
     free(c->user);
+    conn_auth_free(c->auth);
     free(c->stash);
     free(c);
 }

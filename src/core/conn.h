@@ -101,6 +101,7 @@ struct conn {
     /* session fields of a subscriber connection */
     uint8_t conn_id[16];
     char *user;                   /* JWT sub, or NULL */
+    struct conn_auth *auth;       /* what the connection proved (claims, token scopes), or NULL */
     struct sub *subs;             /* this connection's subscriptions (hub) */
     uint32_t sub_count;           /* not counting $all */
     uint64_t last_recv_ms;

@@ -1,5 +1,6 @@
 #include "proto/native.h"
 #include "api/pubwait.h"
+#include "auth/authn.h"
 #include "auth/policy.h"
 #include "core/err.h"
 #include "core/util.h"
@@ -23,11 +24,7 @@ bool native_is_control_name(const char *name, size_t len)
     return false;
 }
 
-static principal_t principal_of(const conn_t *c)
-{
-    principal_t p = {.user = c->user};
-    return p;
-}
+static principal_t principal_of(const conn_t *c) { return authn_principal(c); }
 
 /* Sends a JSON object (reference taken) as one text message. */
 static void send_json(conn_t *c, json_t *msg)
@@ -75,8 +72,14 @@ static const char *lookup_sub(void *ctx, const char *key, size_t len)
 
 static void on_open(conn_t *c, const struct http_request *req)
 {
-    (void)req;
     const config_t *cfg = c->worker->cfg;
+    /* browsers cannot read an HTTP 401: the upgrade completes, then error + 4001 */
+    const char *reason = NULL;
+    if (authn_any(c, req, &reason) < 0) {
+        send_error(c, NULL, "unauthorized", reason, NULL);
+        ws_transport_close(c, WS_CLOSE_UNAUTHORIZED, "unauthorized");
+        return;
+    }
     principal_t p = principal_of(c);
     json_t *joined = json_array();
     for (size_t i = 0; i < cfg->auto_join_count; i++) {
@@ -90,6 +93,11 @@ static void on_open(conn_t *c, const struct http_request *req)
             json_array_append_new(joined, json_string(ch));
         free(ch);
     }
+    native_send_connected(c, joined);
+}
+
+void native_send_connected(conn_t *c, json_t *joined)
+{
     char id[37];
     conn_id_str(c, id);
     json_t *d = json_object();
@@ -362,7 +370,7 @@ static void handle_history(conn_t *c, json_t *msg, json_t *id)
     buf_free(&b);
 }
 
-static void on_text(conn_t *c, char *data, size_t len)
+void native_on_text(conn_t *c, char *data, size_t len)
 {
     ratelimit_verdict_t rate = ratelimit_take(&c->rate, c->worker->cfg->limits.messages_per_second,
                                               loop_now_ms(c->worker->loop));
@@ -396,4 +404,4 @@ static void on_text(conn_t *c, char *data, size_t len)
     json_decref(msg);
 }
 
-const ws_app_t native_app = {.name = "native", .on_open = on_open, .on_text = on_text};
+const ws_app_t native_app = {.name = "native", .on_open = on_open, .on_text = native_on_text};

@@ -10,12 +10,20 @@
 #ifndef HERALD_NATIVE_H
 #define HERALD_NATIVE_H
 
+#include <jansson.h>
+
 #include "proto/ws_transport.h"
 
 extern const ws_app_t native_app;
 
 #define HISTORY_DEFAULT_LIMIT 100
 #define HISTORY_MAX_LIMIT 1000
+
+/* Sends `connected` listing the joined channels (reference taken). */
+void native_send_connected(conn_t *c, json_t *joined);
+
+/* One client message of the native protocol. */
+void native_on_text(conn_t *c, char *data, size_t len);
 
 /* True for the names of control messages, which events may not use (SPEC 9.1). */
 bool native_is_control_name(const char *name, size_t len);

@@ -1,4 +1,5 @@
 #include "proto/sse.h"
+#include "auth/authn.h"
 #include "auth/policy.h"
 #include "core/err.h"
 #include "core/util.h"
@@ -177,7 +178,7 @@ static void free_list(char **list, size_t n)
 
 static bool policies_allow(conn_t *c, char **list, size_t n)
 {
-    principal_t p = {.user = c->user};
+    principal_t p = authn_principal(c);
     for (size_t i = 0; i < n; i++) {
         policy_verdict_t v = policy_check(c->worker->cfg, &p, POLICY_SUBSCRIBE, list[i], strlen(list[i]));
         if (v != VERDICT_ALLOW) {
@@ -208,6 +209,11 @@ void sse_start(conn_t *c, const http_request_t *req)
 {
     if (strcmp(req->method, "GET") != 0) {
         http_respond_error_with(c, 405, "method_not_allowed", "use GET", "Allow: GET\r\n");
+        return;
+    }
+    const char *reason = NULL;
+    if (authn_any(c, req, &reason) < 0) {
+        http_respond_error(c, 401, "unauthorized", reason);
         return;
     }
     size_t n = 0;

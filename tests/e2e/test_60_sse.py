@@ -142,14 +142,19 @@ class SSE:
         strict: it must be a block of its own (a blank line follows). Otherwise a
         missing blank line is let pass here, so that the tests of everything else
         do not all fail on it; test_first_block_* pins it."""
-        if strict:
-            b = self.next_block(timeout)
-            assert [k for k, _ in b["fields"]] == ["id"] and not b["comments"], \
-                "the first block is not an id line alone followed by a blank line: %r" % (b,)
-            return parse_position(b["fields"][0][1])
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         line = self._line(deadline)
         assert line.startswith("id: "), "the stream does not start with an id line: %r" % line
+        self.first_raw = line[4:]
+        if strict:
+            try:
+                nxt = self._line(time.monotonic() + 1.0)
+            except (socket.timeout, TimeoutError):
+                raise AssertionError("no blank line within 1 s after the first line %r (got %r): an "
+                                     "EventSource commits that position only with a later event" % (line, self.buf))
+            assert nxt == "", "the first id line is followed by %r, not a blank line" % nxt
+            self.last_id = line[4:]
+            return parse_position(line[4:])
         try:
             if not self.buf:
                 self._fill(time.monotonic() + 0.2)
@@ -261,6 +266,21 @@ class Stream(SSECase):
         self.assertEqual(s.first_position(strict=True), {ch: 0})
         self.assertEqual(s.last_id, "%s=0" % ch)
 
+    def test_reconnect_before_any_event_recovers_what_was_missed(self):
+        # What an EventSource does: it reconnects with the last id it committed.
+        ch = uniq("early")
+        s = self.open_stream(ch)
+        self.assertEqual(s.first_position(), {ch: 0})
+        last = s.last_id
+        s.close()
+        self.server.wait_subscribers(ch, 0)
+        ack = self.server.publish_ok(ch, "while_away", 1)
+        r = self.open_stream(ch, last_id=last or None)
+        self.assertEqual(r.first_position(), {ch: 0},
+                         "reconnected with Last-Event-ID %r: the event published meanwhile is lost" % last)
+        ev = r.next_event()
+        self.assertEqual(ev["data"]["id"], ack["id"])
+
     def test_first_position_gives_each_channel_current_offset(self):
         old, new = uniq("pos-old"), uniq("pos-new")
         for i in range(3):
@@ -320,10 +340,8 @@ class Stream(SSECase):
         tag = uniq("enc")
         chans = ["p%q-" + tag, "x&y=z-" + tag, "caf\u00e9:1-" + tag, "n:s/t?u#v+w-" + tag]
         s = self.open_stream(*chans)
-        raw_first = s.next_block()
-        self.assertEqual([k for k, _ in raw_first["fields"]], ["id"], raw_first)
-        pos = raw_first["fields"][0][1]
-        self.assertEqual(parse_position(pos), {c: 0 for c in chans})
+        self.assertEqual(s.first_position(), {c: 0 for c in chans})
+        pos = s.first_raw
         self.assertIn("caf%C3%A9:1-" + tag + "=0", pos.split("&"))
         self.assertIn("p%25q-" + tag + "=0", pos.split("&"))
         self.assertIn("x%26y%3Dz-" + tag + "=0", pos.split("&"))

@@ -1,0 +1,137 @@
+#include "auth/authn.h"
+#include "auth/jwt.h"
+#include "auth/tokens.h"
+#include "core/err.h"
+#include "server.h"
+#include "worker.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#define CREDENTIAL_MAX 8192
+
+void conn_auth_free(conn_auth_t *a)
+{
+    if (!a) return;
+    for (size_t i = 0; i < a->claim_count; i++) free(a->claims[i]);
+    for (size_t i = 0; i < a->scope_count; i++) free(a->scopes[i]);
+    free(a->claims);
+    free(a->scopes);
+    free(a);
+}
+
+bool authn_credential(const http_request_t *req, char *out, size_t out_size)
+{
+    long n = http_query_param(req->query, "token", 0, out, out_size);
+    if (n > 0 && (size_t)n < out_size) return true;
+    const char *h = http_request_header(req, "Authorization");
+    if (h && strncasecmp(h, "Bearer ", 7) == 0 && strlen(h + 7) > 0 && strlen(h + 7) < out_size) {
+        strcpy(out, h + 7);
+        return true;
+    }
+    return false;
+}
+
+static conn_auth_t *auth_of(conn_t *c)
+{
+    if (!c->auth) c->auth = calloc(1, sizeof(conn_auth_t));
+    return c->auth;
+}
+
+int authn_jwt(conn_t *c, const http_request_t *req, const char **reason)
+{
+    const config_t *cfg = c->worker->cfg;
+    server_t *s = c->worker->server;
+    char *token = malloc(CREDENTIAL_MAX);
+    if (!token) {
+        *reason = "out of memory";
+        return HERALD_EUNAUTH;
+    }
+    if (!authn_credential(req, token, CREDENTIAL_MAX)) {
+        free(token);
+        if (cfg->auth.anonymous) return 0;
+        *reason = "a token is required";
+        return HERALD_EUNAUTH;
+    }
+    if (!s->jwt) {
+        free(token);
+        *reason = "this server verifies no tokens (auth.jwt is not configured)";
+        return HERALD_EUNAUTH;
+    }
+    jwt_claims_t claims;
+    int rc = jwt_verify(s->jwt, token, strlen(token), (int64_t)time(NULL), &claims, reason);
+    free(token);
+    if (rc < 0) return HERALD_EUNAUTH;
+    conn_auth_t *a = auth_of(c);
+    if (!a) {
+        jwt_claims_free(&claims);
+        *reason = "out of memory";
+        return HERALD_EUNAUTH;
+    }
+    free(c->user);
+    c->user = claims.sub;   /* taken over */
+    claims.sub = NULL;
+    a->claims = claims.channels;
+    a->claim_count = claims.channel_count;
+    claims.channels = NULL;
+    claims.channel_count = 0;
+    jwt_claims_free(&claims);
+    return 0;
+}
+
+int authn_access_token(conn_t *c, const http_request_t *req, const char **reason)
+{
+    server_t *s = c->worker->server;
+    char token[128];
+    if (!authn_credential(req, token, sizeof token)) {
+        *reason = "an access token is required";
+        return HERALD_EUNAUTH;
+    }
+    token_info_t info;
+    int rc = s->tokens ? tokens_lookup(s->tokens, token, strlen(token), &info) : HERALD_EIO;
+    if (rc < 0) {
+        *reason = rc == HERALD_ENOTFOUND ? "unknown or revoked access token" : "the token store is unavailable";
+        return HERALD_EUNAUTH;
+    }
+    conn_auth_t *a = auth_of(c);
+    if (!a) {
+        token_info_free(&info);
+        *reason = "out of memory";
+        return HERALD_EUNAUTH;
+    }
+    a->scopes = info.channels;
+    a->scope_count = info.channel_count;
+    info.channels = NULL;
+    info.channel_count = 0;
+    snprintf(a->token_id, sizeof a->token_id, "%s", info.id);
+    token_info_free(&info);
+    return 0;
+}
+
+int authn_any(conn_t *c, const http_request_t *req, const char **reason)
+{
+    char head[8] = "";   /* the credential's first characters tell its kind */
+    if (http_query_param(req->query, "token", 0, head, sizeof head) < 0) {
+        const char *h = http_request_header(req, "Authorization");
+        if (h && strncasecmp(h, "Bearer ", 7) == 0) snprintf(head, sizeof head, "%s", h + 7);
+    }
+    if (strncmp(head, "htk_", 4) == 0) return authn_access_token(c, req, reason);
+    return authn_jwt(c, req, reason);
+}
+
+principal_t authn_principal(const conn_t *c)
+{
+    principal_t p = {.user = c->user};
+    if (c->auth) {
+        p.claim_channels = (const char *const *)c->auth->claims;
+        p.claim_channel_count = c->auth->claim_count;
+        if (c->auth->scope_count) {
+            p.token_scopes = (const char *const *)c->auth->scopes;
+            p.token_scope_count = c->auth->scope_count;
+        }
+    }
+    return p;
+}
