@@ -47,7 +47,7 @@ static int append_name(buf_t *b, const char *name, size_t len)
 
 /* "id: a=41&b=7\n": each subscription's floor is the last offset it was given, or,
  * while recovery replays older events, positions[k] for the k-th subscription. */
-static frame_t *id_frame(const conn_t *c, const uint64_t *positions)
+static frame_t *id_frame(const conn_t *c, const uint64_t *positions, bool alone)
 {
     buf_t b = {0};
     int rc = buf_append_str(&b, "id: ");
@@ -58,7 +58,9 @@ static frame_t *id_frame(const conn_t *c, const uint64_t *positions)
         rc |= append_name(&b, hub_channel_name(s), hub_channel_name_len(s));
         rc |= buf_printf(&b, "=%llu", (unsigned long long)off);
     }
-    rc |= buf_append_str(&b, "\n");
+    /* alone: a block of its own (a blank line ends it), which EventSource records
+     * as its last event id without dispatching anything */
+    rc |= buf_append_str(&b, alone ? "\n\n" : "\n");
     frame_t *f = rc ? NULL : frame_from(b.data, b.len);
     buf_free(&b);
     return f;
@@ -109,7 +111,7 @@ static bool on_event(conn_t *c, event_t *ev)
 {
     /* $all is not one of the stream's channels: its events carry no position */
     bool all = ev->channel_len == 4 && memcmp(ev->channel, "$all", 4) == 0;
-    frame_t *id = all ? NULL : id_frame(c, NULL);
+    frame_t *id = all ? NULL : id_frame(c, NULL, false);
     if (!all && !id) return false;
     return send_event(c, ev, id);
 }
@@ -257,7 +259,7 @@ void sse_start(conn_t *c, const http_request_t *req)
     frame_t *first = NULL;
     if (positions) {
         for (size_t k = 0; k < n; k++) positions[k] = from[n - 1 - k];
-        first = id_frame(c, positions);   /* where the stream starts */
+        first = id_frame(c, positions, true);   /* where the stream starts */
     }
     if (first) {
         conn_send(c, first, false);
@@ -265,7 +267,7 @@ void sse_start(conn_t *c, const http_request_t *req)
             size_t k = n - 1 - i;
             for (size_t e = 0; e < snaps[i].event_count && c->state == CONN_OPEN; e++) {
                 positions[k] = snaps[i].events[e]->offset;
-                frame_t *id = id_frame(c, positions);
+                frame_t *id = id_frame(c, positions, false);
                 if (!id || !send_event(c, snaps[i].events[e], id)) break;
             }
         }
