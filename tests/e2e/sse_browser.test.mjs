@@ -197,9 +197,14 @@ async function cli(channel, n) {
 
 // Restarts herald and publishes while the page's EventSource is still away,
 // checking through /stats that it has not reconnected before the last publish.
+// (EventSource retries about 3 s after losing the stream and a restart takes well
+// under that; should the browser be back already, the restart is done again.)
 async function publishDuringOutage(channel, ns) {
-  await herald.restart();
-  assert.equal(await herald.sseCount(), 0, 'the browser reconnected before anything was published');
+  for (let attempt = 1; ; attempt++) {
+    await herald.restart();
+    if ((await herald.sseCount()) === 0) break;
+    if (attempt === 3) assert.fail('the browser reconnected before anything could be published, 3 times');
+  }
   for (const n of ns) await herald.publish(channel, 'job', { n });
   assert.equal(await herald.sseCount(), 0,
     'the browser reconnected while the outage events were being published: they did not test recovery');
@@ -216,7 +221,6 @@ test('EventSource gets every event exactly once across two herald restarts', { t
     // outage 1: events 4 and 5 are published before the browser is back
     await publishDuringOutage('jobs', [4, 5]);
     await waitFor(async () => (await got(p)).length >= 5, 15000, 'events 4 and 5 after the reconnect');
-    assert.equal(await opens(p), 2);
     await cli('jobs', 6);
     await waitFor(async () => (await got(p)).length >= 6, 10000, 'event 6, live after the reconnect');
 
@@ -235,7 +239,6 @@ test('EventSource gets every event exactly once across two herald restarts', { t
       assert.equal(e.type, 'job');
       assert.equal(e.lastEventId, `jobs=${e.offset}`);
     }
-    assert.equal(await opens(p), 3);
     assert.equal(await p.evaluate(() => window.unnamed), 0);
     assert.equal(await p.locator('li.event').count(), 7);
   } finally {
@@ -252,7 +255,7 @@ test('EventSource that saw no event yet recovers what was published during an ou
     const p = await openPage(ctx, 'early');
     await waitFor(async () => (await herald.sseCount()) === 1, 5000, 'the stream counted');
     await publishDuringOutage('early', [1, 2]);
-    await waitFor(async () => (await opens(p)) === 2, 15000, 'the browser back after the restart');
+    await waitFor(async () => (await herald.sseCount()) === 1, 15000, 'the browser back after the restart');
     await waitFor(async () => (await got(p)).length >= 2, 3000, 'the 2 events published during the outage')
       .catch(async (e) => {
         throw new Error(`${e.message}; page got ${JSON.stringify(await got(p))}`);

@@ -3,6 +3,9 @@ through a raw socket client that parses the stream as an EventSource does:
 headers, the first `id:` block, event blocks (id/event/data), Last-Event-ID
 recovery across several channels, percent-encoded positions, `$all` events,
 errors, limits, observability, slow readers and shutdown."""
+import base64
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -520,6 +523,59 @@ class Stream(SSECase):
         b = s.next_block(timeout=18.0)
         self.assertEqual(b, {"fields": [], "comments": ["keep-alive"]})
         self.assertGreater(time.monotonic() - t0, 10.0, "keep-alive too early")
+
+
+JWT_SECRET = "sse-test-secret"
+
+
+def make_jwt(claims, secret=JWT_SECRET):
+    """An HS256 JWT."""
+    def b64(raw):
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+    head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    body = b64(json.dumps(claims).encode())
+    sig = hmac.new(secret.encode(), ("%s.%s" % (head, body)).encode(), hashlib.sha256).digest()
+    return "%s.%s.%s" % (head, body, b64(sig))
+
+
+class Auth(SSECase):
+    """The default channel rules with a JWT: user:{sub} is its owner's only."""
+    CONFIG = {"auth": {"jwt": {"secret": JWT_SECRET}}}
+
+    def token(self, sub, **extra):
+        claims = {"sub": sub, "exp": int(time.time()) + 600}
+        claims.update(extra)
+        return make_jwt(claims)
+
+    def test_owner_streams_own_user_channel_with_query_token(self):
+        s = self.track(SSE(self.server.port, q("user:alice") + "&token=" + self.token("alice")))
+        self.assertEqual(s.status, 200, s.body)
+        self.assertEqual(s.first_position(), {"user:alice": 0})
+        ack = self.server.publish_ok("user:alice", "balance", {"v": 1})
+        ev = s.next_event()
+        self.assertEqual((ev["data"]["channel"], ev["data"]["id"]), ("user:alice", ack["id"]))
+
+    def test_owner_streams_own_user_channel_with_bearer(self):
+        s = self.sse("user:carol", headers={"Authorization": "Bearer " + self.token("carol")})
+        self.assertEqual(s.status, 200, s.body)
+        s.first_position()
+
+    def test_user_channel_of_another_user_is_403(self):
+        s = self.track(SSE(self.server.port, q("user:bob") + "&token=" + self.token("alice")))
+        self.assertEqual(s.status, 403, s.body)
+        self.assertEqual(s.body.get("error"), "forbidden", s.body)
+
+    def test_anonymous_user_channel_is_403(self):
+        s = self.sse("user:alice")
+        self.assertEqual(s.status, 403, s.body)
+        self.assertEqual(s.body.get("error"), "forbidden", s.body)
+
+    def test_bad_or_expired_token_is_401(self):
+        for tok in (make_jwt({"sub": "alice", "exp": int(time.time()) + 600}, secret="wrong"),
+                    self.token("alice", exp=int(time.time()) - 3600), "not.a.jwt"):
+            s = self.track(SSE(self.server.port, q("user:alice") + "&token=" + tok))
+            self.assertEqual(s.status, 401, "token %r: %r" % (tok, s.body))
+            self.assertEqual(s.body.get("error"), "unauthorized", s.body)
 
 
 class OldHistory(SSECase):
