@@ -3,6 +3,7 @@
 #include "auth/iplimit.h"
 #include "auth/jwt.h"
 #include "auth/tokens.h"
+#include "core/tls.h"
 #include "core/err.h"
 #include "http/http_request.h"
 #include "http/http_response.h"
@@ -94,6 +95,14 @@ int server_start(server_t *s, const config_t *cfg)
             return HERALD_EINVAL;
         }
     }
+    if (cfg->tls.cert_file && cfg->tls.key_file) {
+        char err[256];
+        s->tls_ctx = tls_ctx_create(cfg->tls.cert_file, cfg->tls.key_file, err, sizeof err);
+        if (!s->tls_ctx) {
+            log_msg(LOG_ERROR, "cannot use tls", "error", err, NULL);
+            return HERALD_EINVAL;
+        }
+    }
     for (size_t i = 0; i < cfg->trusted_proxy_count; i++)   /* validated by config */
         if (cidr_parse(cfg->trusted_proxies[i], &s->trusted_proxies[s->trusted_proxy_count]) == 0)
             s->trusted_proxy_count++;
@@ -116,7 +125,8 @@ int server_start(server_t *s, const config_t *cfg)
     }
     char n[16];
     snprintf(n, sizeof n, "%u", s->worker_count);
-    log_msg(LOG_INFO, "listening", "address", cfg->listen, "workers", n, "version", HERALD_VERSION, NULL);
+    log_msg(LOG_INFO, "listening", "address", cfg->listen, "workers", n, "tls", s->tls_ctx ? "on" : "off", "version",
+            HERALD_VERSION, NULL);
     if (cfg->api_key_count == 0)
         log_msg(LOG_WARN, "no api_keys configured: the HTTP API accepts direct loopback requests only", NULL);
     return 0;
@@ -148,6 +158,8 @@ void server_stop(server_t *s)
     s->tokens = NULL;
     if (s->jwt) jwt_verifier_destroy(s->jwt);
     s->jwt = NULL;
+    tls_ctx_destroy(s->tls_ctx);
+    s->tls_ctx = NULL;
     free(s->trusted_proxies);
     s->trusted_proxies = NULL;
 }

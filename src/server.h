@@ -32,6 +32,7 @@ typedef struct server {
     struct iplimit *iplimit;          /* limits.connections_per_ip_per_second */
     struct jwt_verifier *jwt;         /* NULL when auth.jwt is not configured */
     struct tokens *tokens;            /* access tokens in the data dir's store */
+    struct ssl_ctx_st *tls_ctx;       /* NULL: plain TCP */
     int64_t tokens_checked_ms;        /* revocations seen up to here (worker 0 polls) */
     struct cidr *trusted_proxies;     /* parsed from the config */
     size_t trusted_proxy_count;

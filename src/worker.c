@@ -37,9 +37,10 @@ int worker_init(worker_t *w, struct server *s, unsigned index, int listen_fd)
     w->loop = loop_create(after_batch, w);
     w->hub = hub_create(s->seq);
     w->rbuf = malloc(WORKER_READ_BUFFER);
+    w->tls_buf = malloc(WORKER_TLS_BUFFER);
     w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     w->ping_frame = frame_ws(WS_OP_PING, NULL, 0);
-    if (!w->loop || !w->hub || !w->rbuf || w->wake_fd < 0 || !w->ping_frame) return HERALD_ENOMEM;
+    if (!w->loop || !w->hub || !w->rbuf || !w->tls_buf || w->wake_fd < 0 || !w->ping_frame) return HERALD_ENOMEM;
     if (loop_io_add(w->loop, &w->wake_io, w->wake_fd, EPOLLIN, on_wake) < 0) return HERALD_EIO;
     if (loop_io_add(w->loop, &w->listen_io, listen_fd, EPOLLIN, on_accept) < 0) return HERALD_EIO;
     if (index == 0) loop_timer_set(w->loop, &w->housekeeping, time_mono_ms() + 1000, on_housekeeping);
@@ -74,6 +75,7 @@ void worker_deinit(worker_t *w)
     if (w->wake_fd >= 0) close(w->wake_fd);
     loop_destroy(w->loop);
     free(w->rbuf);
+    free(w->tls_buf);
     frame_unref(w->ping_frame);
     pthread_mutex_destroy(&w->inbox_lock);
 }

@@ -26,6 +26,7 @@ struct hub;
 struct event;
 
 #define WORKER_READ_BUFFER (256 * 1024)
+#define WORKER_TLS_BUFFER (16 * 1024)   /* one TLS record's worth of coalesced frames */
 
 enum inbox_kind {
     INBOX_EVENT = 1,       /* ptr: event_t reference, to fan out to local subscribers */
@@ -78,6 +79,7 @@ typedef struct worker {
     conn_t *dirty;            /* to flush after this batch */
     conn_t *graveyard;        /* closed during this batch, freed after it */
     uint8_t *rbuf;
+    uint8_t *tls_buf;         /* scratch for coalescing frames into TLS records */
     bool shutting_down;
     uint64_t shutdown_deadline_ms;
     frame_t *ping_frame;      /* the one heartbeat ping every connection of this worker shares */

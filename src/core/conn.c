@@ -1,6 +1,7 @@
 #include "core/conn.h"
 #include "auth/authn.h"
 #include "core/err.h"
+#include "core/tls.h"
 #include "core/util.h"
 #include "hub/hub.h"
 #include "http/http_request.h"
@@ -46,7 +47,12 @@ conn_t *conn_create(worker_t *w, int fd, const struct sockaddr *peer, socklen_t 
     } else if (peer && peer->sa_family == AF_INET6 && peer_len >= sizeof(struct sockaddr_in6)) {
         memcpy(&c->peer, peer, sizeof c->peer);
     }
+    if (w->server->tls_ctx && !(c->tls = tls_new(w->server->tls_ctx, fd))) {
+        free(c);
+        return NULL;
+    }
     if (loop_io_add(w->loop, &c->io, fd, EPOLLIN | EPOLLRDHUP, on_io) < 0) {
+        tls_free(c->tls);
         free(c);
         return NULL;
     }
@@ -115,7 +121,7 @@ static void close_slow_consumer(conn_t *c)
     bool clean = c->out.count == 0 || c->out.items[c->out.head].offset == 0;
     uint64_t dropped = outq_clear(&c->out);
     atomic_fetch_add_explicit(&s->metrics.dropped, dropped, memory_order_relaxed);
-    if (clean && c->websocket) {
+    if (clean && c->websocket && !c->tls) {   /* through TLS it would need a record: skip */
         frame_t *f = frame_ws_close(WS_CLOSE_SLOW_CONSUMER, "slow consumer");
         if (f) {
             ssize_t w = send(c->io.fd, f->data, f->len, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -159,10 +165,62 @@ int conn_send_bytes(conn_t *c, const void *p, size_t n)
     return conn_send(c, f, false);
 }
 
+/* Drops n written bytes from the front of the queue. */
+static void outq_consume(outq_t *q, size_t n)
+{
+    q->bytes -= n;
+    while (n > 0) {
+        out_item_t *it = &q->items[q->head];
+        size_t rem = it->frame->len - it->offset;
+        if (n < rem) {
+            it->offset += (uint32_t)n;
+            break;
+        }
+        n -= rem;
+        frame_unref(it->frame);
+        q->head = (q->head + 1) % q->cap;
+        q->count--;
+    }
+}
+
+/* TLS cannot gather: queued frames are copied into one record-sized buffer per
+ * write. A write that would block is retried with exactly the same bytes, as
+ * OpenSSL requires, so its length is remembered. Returns false when it stopped
+ * (blocked or closed). */
+static bool flush_tls(conn_t *c)
+{
+    outq_t *q = &c->out;
+    uint8_t *buf = c->worker->tls_buf;
+    while (q->count > 0) {
+        size_t want = c->tls_retry_len ? c->tls_retry_len : (q->bytes < WORKER_TLS_BUFFER ? q->bytes : WORKER_TLS_BUFFER);
+        size_t got = 0;
+        for (uint32_t i = 0; i < q->count && got < want; i++) {
+            out_item_t *it = &q->items[(q->head + i) % q->cap];
+            size_t n = it->frame->len - it->offset;
+            if (n > want - got) n = want - got;
+            memcpy(buf + got, it->frame->data + it->offset, n);
+            got += n;
+        }
+        ssize_t w = tls_write(c->tls, buf, got);
+        if (w < 0) {
+            if (errno == EAGAIN) {
+                c->tls_retry_len = (uint32_t)got;
+                return false;
+            }
+            conn_close(c);
+            return false;
+        }
+        c->tls_retry_len = 0;
+        outq_consume(q, (size_t)w);
+    }
+    return true;
+}
+
 void conn_flush(conn_t *c)
 {
     outq_t *q = &c->out;
-    while (q->count > 0 && c->state != CONN_CLOSED) {
+    if (c->tls) flush_tls(c);
+    while (!c->tls && q->count > 0 && c->state != CONN_CLOSED) {
         struct iovec iov[FLUSH_IOV_MAX];
         int n = 0;
         size_t want = 0;
@@ -180,20 +238,7 @@ void conn_flush(conn_t *c)
             conn_close(c);   /* EPIPE, ECONNRESET: the peer is gone */
             return;
         }
-        size_t left = (size_t)w;
-        q->bytes -= left;
-        while (left > 0) {
-            out_item_t *it = &q->items[q->head];
-            size_t rem = it->frame->len - it->offset;
-            if (left < rem) {
-                it->offset += (uint32_t)left;
-                break;
-            }
-            left -= rem;
-            frame_unref(it->frame);
-            q->head = (q->head + 1) % q->cap;
-            q->count--;
-        }
+        outq_consume(q, (size_t)w);
         if ((size_t)w < want) break;   /* kernel buffer full: wait for EPOLLOUT */
     }
     if (c->state == CONN_CLOSED) return;
@@ -232,7 +277,20 @@ static void on_io(loop_t *loop, loop_io_t *io, uint32_t revents)
     }
     if (revents & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
         worker_t *w = c->worker;
-        ssize_t n = read(c->io.fd, w->rbuf, WORKER_READ_BUFFER);
+        ssize_t n;
+        if (c->tls) {
+            /* OpenSSL may hold decrypted bytes the socket no longer signals: drain them */
+            int rounds = 0;
+            while ((n = tls_read(c->tls, w->rbuf, WORKER_READ_BUFFER)) > 0 && c->state == CONN_OPEN) {
+                if (c->handler) c->handler->on_data(c, w->rbuf, (size_t)n);
+                if (c->state != CONN_OPEN || !c->tls || tls_pending(c->tls) == 0 || ++rounds == 16) break;
+            }
+            if (c->state == CONN_OPEN && c->tls && c->out.count > 0 && !c->dirty && !c->write_blocked)
+                worker_mark_dirty(w, c);   /* a handshake may have produced output too */
+            if (n > 0 || c->state == CONN_CLOSED) return;
+        } else {
+            n = read(c->io.fd, w->rbuf, WORKER_READ_BUFFER);
+        }
         if (n > 0) {
             if (c->state == CONN_OPEN && c->handler) c->handler->on_data(c, w->rbuf, (size_t)n);
         } else if (n == 0) {
@@ -308,6 +366,8 @@ void conn_close(conn_t *c)
         atomic_fetch_sub_explicit(&w->server->client_connections, 1, memory_order_relaxed);
     }
     loop_io_remove(w->loop, &c->io);
+    tls_free(c->tls);
+    c->tls = NULL;
     close(c->io.fd);
     c->io.fd = -1;
     /* unlink from the worker's connection list */

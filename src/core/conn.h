@@ -109,6 +109,8 @@ struct conn {
     ws_reader_t ws;
     ratelimit_t rate;             /* limits.messages_per_second */
     const struct ws_app *ws_app;  /* the protocol spoken over WebSocket */
+    struct ssl_st *tls;           /* TLS session when the listener serves TLS, else NULL */
+    uint32_t tls_retry_len;       /* bytes of a TLS write that must be retried as they were */
     void *proto_data;             /* a protocol's own extra state, if it needs any */
 };
 
