@@ -5,7 +5,9 @@
 #include <string.h>
 #include <jansson.h>
 
+#include "auth/jwt.h"
 #include "config.h"
+#include "core/tls.h"
 
 extern char **environ;
 
@@ -36,6 +38,40 @@ static int print_json(const config_problems_t *p)
     return 0;
 }
 
+static size_t add_problem(config_problems_t *p, const char *path, const char *message)
+{
+    if (p->count == p->cap) {
+        size_t cap = p->cap ? p->cap * 2 : 8;
+        config_problem_t *items = realloc(p->items, cap * sizeof *items);
+        if (!items) return 1;
+        p->items = items;
+        p->cap = cap;
+    }
+    snprintf(p->items[p->count].path, sizeof p->items[0].path, "%s", path);
+    snprintf(p->items[p->count].message, sizeof p->items[0].message, "%s", message);
+    p->count++;
+    return 1;
+}
+
+/* What only loading them tells: an RSA key under 2048 bits, a curve other than
+ * P-256, a certificate that does not match its key. `serve` would refuse them. */
+static size_t check_keys(const config_t *c, config_problems_t *p)
+{
+    size_t n = 0;
+    char err[256];
+    if (c->auth.jwt_secret || c->auth.jwt_public_key_file) {
+        jwt_verifier_t *v = jwt_verifier_create(c, err, sizeof err);
+        if (v) jwt_verifier_destroy(v);
+        else n += add_problem(p, "$.auth.jwt", err);
+    }
+    if (c->tls.cert_file && c->tls.key_file) {
+        tls_ctx_t *t = tls_ctx_create(c->tls.cert_file, c->tls.key_file, err, sizeof err);
+        if (t) tls_ctx_destroy(t);
+        else n += add_problem(p, "$.tls", err);
+    }
+    return n;
+}
+
 int cli_config_check(int argc, char **argv)
 {
     const char *file = NULL;
@@ -58,6 +94,7 @@ int cli_config_check(int argc, char **argv)
     bool unread = false;
     for (size_t i = 0; i < problems.count; i++) unread |= strcmp(problems.items[i].path, "$") == 0;
     if (!unread) n += config_validate(&c, &problems);
+    if (!unread && n == 0) n += check_keys(&c, &problems);
 
     int rc = n ? 1 : 0;
     if (as_json) {
