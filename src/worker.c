@@ -4,6 +4,7 @@
 #include "http/http_response.h"
 #include "hub/event.h"
 #include "hub/hub.h"
+#include "hub/sequencer.h"
 #include "auth/authn.h"
 #include "auth/tokens.h"
 #include "log.h"
@@ -223,13 +224,17 @@ static void revoked(void *arg, const char *id)
     worker_broadcast_disconnect(s, r);
 }
 
+#define SWEEP_BUCKETS_PER_SECOND 4096
+
 /* Worker 0, every second: a token revoked by the CLI (another process) closes its
- * connections here within a second or two. */
+ * connections here within a second or two; a slice of the channel table is swept
+ * (a full pass every channels/4096 seconds). */
 static void on_housekeeping(loop_t *loop, loop_timer_t *t)
 {
     worker_t *w = (worker_t *)((char *)t - offsetof(worker_t, housekeeping));
     server_t *s = w->server;
     if (s->tokens) s->tokens_checked_ms = tokens_revoked_since(s->tokens, s->tokens_checked_ms, revoked, s) + 1;
+    sequencer_sweep(s->seq, SWEEP_BUCKETS_PER_SECOND);
     loop_timer_set(loop, t, loop_now_ms(loop) + 1000, on_housekeeping);
 }
 

@@ -53,6 +53,7 @@ struct sequencer {
     strmap_t idem;
     idem_entry_t *idem_head, *idem_tail;
     char epoch[33];
+    size_t sweep_bucket;     /* where the next sweep continues */
     sequencer_dispatch_fn dispatch;
     void *ctx;
     const config_t *cfg;
@@ -509,6 +510,33 @@ int sequencer_history(sequencer_t *s, const char *channel, size_t len, bool has_
     }
     pthread_mutex_unlock(&s->lock);
     return rc;
+}
+
+void sequencer_sweep(sequencer_t *s, size_t buckets)
+{
+    uint64_t now = time_wall_ms();
+    pthread_mutex_lock(&s->lock);
+    for (size_t n = 0; n < buckets && s->channels.bucket_count; n++) {
+        size_t b = s->sweep_bucket++ % s->channels.bucket_count;
+        strmap_node_t *it = s->channels.buckets[b];
+        while (it) {
+            strmap_node_t *next = it->next;
+            seq_channel_t *ch = (seq_channel_t *)it;
+            expire(ch, now);
+            /* nobody listens and nothing is kept in memory: with the store the
+             * offset and events come back on the next touch */
+            if (ch->subscribers == 0 && ch->ring_count == 0 && s->store && ch->dispatched == ch->offset) {
+                strmap_remove(&s->channels, &ch->node);
+                channel_free(ch);
+            } else if (ch->ring_count == 0 && ch->ring) {
+                free(ch->ring);   /* an idle channel keeps its offset, not its ring */
+                ch->ring = NULL;
+                ch->ring_head = 0;
+            }
+            it = next;
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
 }
 
 long sequencer_active_channels(sequencer_t *s)

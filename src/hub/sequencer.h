@@ -93,6 +93,11 @@ uint64_t sequencer_latest(sequencer_t *s, const char *channel, size_t len);
 int sequencer_history(sequencer_t *s, const char *channel, size_t len, bool has_since, uint64_t since,
                       size_t limit, seq_snapshot_t *snap);
 
+/* Housekeeping, a few buckets of the channel table per call: drops expired
+ * events, frees empty rings, and forgets channels nobody subscribes to whose state
+ * is all in the store. Bounds memory to live channels and events within TTL. */
+void sequencer_sweep(sequencer_t *s, size_t buckets);
+
 /* Channels with at least one subscriber on this node. */
 long sequencer_active_channels(sequencer_t *s);
 
