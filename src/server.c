@@ -12,6 +12,7 @@
 #include "log.h"
 #include "proto/native.h"
 #include "proto/route.h"
+#include "proto/socketio.h"
 #include "proto/sse.h"
 #include "proto/ws_transport.h"
 #include "worker.h"
@@ -80,6 +81,8 @@ int server_start(server_t *s, const config_t *cfg)
     s->seq = sequencer_create(cfg, server_dispatch, s);
     if (!s->seq) return HERALD_EIO;   /* logged: the store could not be opened */
     s->iplimit = iplimit_create();
+    s->sio = sio_registry_create();
+    if (!s->sio) return HERALD_ENOMEM;
     s->trusted_proxies = calloc(cfg->trusted_proxy_count + 1, sizeof *s->trusted_proxies);
     s->worker_count = worker_count_for(cfg);
     s->workers = calloc(s->worker_count, sizeof *s->workers);
@@ -154,6 +157,8 @@ void server_stop(server_t *s)
     s->seq = NULL;
     iplimit_destroy(s->iplimit);
     s->iplimit = NULL;
+    sio_registry_destroy(s->sio);
+    s->sio = NULL;
     tokens_close(s->tokens);
     s->tokens = NULL;
     if (s->jwt) jwt_verifier_destroy(s->jwt);
@@ -206,7 +211,7 @@ bool server_admit(conn_t *c, const http_request_t *req)
 
 /* RFC 6455 4.2.1 checks, in the order that gives the most useful answer. Returns
  * true when the upgrade may go ahead; otherwise the response is queued. */
-static bool websocket_handshake_ok(conn_t *c, const http_request_t *req)
+bool server_websocket_ok(conn_t *c, const http_request_t *req)
 {
     if (strcmp(req->method, "GET") != 0) {
         http_respond_error_with(c, 405, "method_not_allowed", "WebSocket handshakes use GET", "Allow: GET\r\n");
@@ -260,19 +265,23 @@ void server_route(conn_t *c, http_request_t *req)
      * protocol: answer it and close. */
     if (req->upgrade) http_set_close(c);
     const char *path = req->path;
+    if (socketio_path(c->worker->cfg, path)) {
+        socketio_route(c, req);
+        return;
+    }
     if (strcmp(path, "/events") == 0) {
         sse_start(c, req);
         return;
     }
     if (strcmp(path, "/ws") == 0) {
-        if (websocket_handshake_ok(c, req)) ws_transport_upgrade(c, req, &native_app, PROTO_WS);
+        if (server_websocket_ok(c, req)) ws_transport_upgrade(c, req, &native_app, PROTO_WS);
         return;
     }
     if (strncmp(path, "/ws/", 4) == 0) {
         route_params_t params;
         const route_t *r = route_match(c->worker->cfg, path, &params);
         if (!r) http_respond_error(c, 404, "not_found", "no such route");
-        else if (websocket_handshake_ok(c, req))
+        else if (server_websocket_ok(c, req))
             ws_transport_upgrade(c, req, r->format == ROUTE_FORMAT_DATA ? &route_data_app : &route_envelope_app,
                                  PROTO_WS);
         return;

@@ -33,6 +33,7 @@ typedef struct server {
     struct jwt_verifier *jwt;         /* NULL when auth.jwt is not configured */
     struct tokens *tokens;            /* access tokens in the data dir's store */
     struct ssl_ctx_st *tls_ctx;       /* NULL: plain TCP */
+    struct sio_registry *sio;         /* Socket.IO session ids -> owning worker */
     int64_t tokens_checked_ms;        /* revocations seen up to here (worker 0 polls) */
     struct cidr *trusted_proxies;     /* parsed from the config */
     size_t trusted_proxy_count;
@@ -52,6 +53,10 @@ void server_client_address(const struct conn *c, const struct http_request *req,
  * allowed_origins, under limits.max_connections, under the per-address connection
  * rate. Otherwise answers 403/503/429 and returns false. */
 bool server_admit(struct conn *c, const struct http_request *req);
+
+/* RFC 6455 handshake checks (method, Upgrade/Connection, version 13, key), then
+ * server_admit. Otherwise answers 400/405/426/403/503/429 and returns false. */
+bool server_websocket_ok(struct conn *c, const struct http_request *req);
 
 /* Worker thread: a complete HTTP request arrived on c. Answers it (queueing the
  * response), upgrades it, or takes it over (SSE). */

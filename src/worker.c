@@ -132,6 +132,51 @@ void worker_mark_dirty(worker_t *w, conn_t *c)
     w->dirty = c;
 }
 
+void worker_migrate(worker_t *w, conn_t *c, worker_t *to)
+{
+    if (c->migrate_to || c->is_virtual) return;
+    conn_pause_reading(c, true);
+    c->migrate_to = to;
+    c->migrate_next = w->migrating;
+    w->migrating = c;
+}
+
+/* After the flush: out of this loop entirely, then posted to the new worker. */
+static void hand_over(worker_t *w)
+{
+    while (w->migrating) {
+        conn_t *c = w->migrating;
+        w->migrating = c->migrate_next;
+        c->migrate_next = NULL;
+        if (c->state == CONN_CLOSED) continue;   /* buried already */
+        loop_io_remove(w->loop, &c->io);
+        loop_timer_cancel(&c->timer);
+        if (c->prev) c->prev->next = c->next;
+        else w->conns = c->next;
+        if (c->next) c->next->prev = c->prev;
+        c->prev = c->next = NULL;
+        w->conn_count--;
+        worker_t *to = c->migrate_to;
+        if (worker_post(to, INBOX_ADOPT, c, 0) < 0) {   /* out of memory: the connection is lost */
+            close(c->io.fd);
+            conn_free(c);
+        }
+    }
+}
+
+static void adopt(worker_t *w, conn_t *c)
+{
+    c->worker = w;
+    c->migrate_to = NULL;
+    c->next = w->conns;
+    if (w->conns) w->conns->prev = c;
+    w->conns = c;
+    w->conn_count++;
+    conn_watch(c);
+    if (c->out.count > 0) worker_mark_dirty(w, c);
+    if (c->handler && c->handler->on_adopted) c->handler->on_adopted(c);
+}
+
 void worker_bury(worker_t *w, conn_t *c)
 {
     /* A dirty connection is still on the flush list; after_batch skips closed ones
@@ -291,6 +336,9 @@ static size_t drain_inbox(worker_t *w)
         case INBOX_CALL:
             ((worker_fn)(uintptr_t)m->a)(w, m->ptr);
             break;
+        case INBOX_ADOPT:
+            adopt(w, m->ptr);
+            break;
         case INBOX_SHUTDOWN:
             begin_shutdown(w);
             break;
@@ -331,6 +379,7 @@ static void after_batch(loop_t *loop, void *ctx)
         }
         conn_flush(c);
     }
+    hand_over(w);
     while (w->graveyard) {
         conn_t *c = w->graveyard;
         w->graveyard = c->dirty_next;

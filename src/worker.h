@@ -32,6 +32,7 @@ enum inbox_kind {
     INBOX_EVENT = 1,       /* ptr: event_t reference, to fan out to local subscribers */
     INBOX_DISCONNECT,      /* ptr: disconnect_req_t shared by every worker */
     INBOX_CALL,            /* ptr: argument, a: worker_fn to run on the worker */
+    INBOX_ADOPT,           /* ptr: a connection moving to this worker */
     INBOX_SHUTDOWN,
 };
 
@@ -78,6 +79,7 @@ typedef struct worker {
     size_t conn_count;
     conn_t *dirty;            /* to flush after this batch */
     conn_t *graveyard;        /* closed during this batch, freed after it */
+    conn_t *migrating;        /* to hand to other workers after this batch */
     uint8_t *rbuf;
     uint8_t *tls_buf;         /* scratch for coalescing frames into TLS records */
     bool shutting_down;
@@ -107,6 +109,12 @@ int worker_call(worker_t *w, worker_fn fn, void *arg);
  * (events are dropped, calls and disconnect requests complete). Returns how many
  * messages it handled; call it for every worker until all return 0. */
 size_t worker_drain(worker_t *w);
+
+/* Loop thread: moves c to worker `to` after this batch (its output flushed as far
+ * as the socket takes; reading paused meanwhile). `to` adopts it and calls its
+ * handler's on_adopted. Used for sessions owned by one worker whose HTTP requests
+ * arrive on connections another worker accepted. */
+void worker_migrate(worker_t *w, conn_t *c, worker_t *to);
 
 /* Loop thread: marks c for flushing after this batch. */
 void worker_mark_dirty(worker_t *w, conn_t *c);

@@ -43,27 +43,32 @@ static conn_auth_t *auth_of(conn_t *c)
 
 int authn_jwt(conn_t *c, const http_request_t *req, const char **reason)
 {
-    const config_t *cfg = c->worker->cfg;
-    server_t *s = c->worker->server;
     char *token = malloc(CREDENTIAL_MAX);
     if (!token) {
         *reason = "out of memory";
         return HERALD_EUNAUTH;
     }
-    if (!authn_credential(req, token, CREDENTIAL_MAX)) {
-        free(token);
+    int rc = authn_credential(req, token, CREDENTIAL_MAX) ? authn_jwt_token(c, token, strlen(token), reason)
+                                                          : authn_jwt_token(c, NULL, 0, reason);
+    free(token);
+    return rc;
+}
+
+int authn_jwt_token(conn_t *c, const char *token, size_t len, const char **reason)
+{
+    const config_t *cfg = c->worker->cfg;
+    server_t *s = c->worker->server;
+    if (!token) {
         if (cfg->auth.anonymous) return 0;
         *reason = "a token is required";
         return HERALD_EUNAUTH;
     }
     if (!s->jwt) {
-        free(token);
         *reason = "this server verifies no tokens (auth.jwt is not configured)";
         return HERALD_EUNAUTH;
     }
     jwt_claims_t claims;
-    int rc = jwt_verify(s->jwt, token, strlen(token), (int64_t)time(NULL), &claims, reason);
-    free(token);
+    int rc = jwt_verify(s->jwt, token, len, (int64_t)time(NULL), &claims, reason);
     if (rc < 0) return HERALD_EUNAUTH;
     conn_auth_t *a = auth_of(c);
     if (!a) {
@@ -84,14 +89,19 @@ int authn_jwt(conn_t *c, const http_request_t *req, const char **reason)
 
 int authn_access_token(conn_t *c, const http_request_t *req, const char **reason)
 {
-    server_t *s = c->worker->server;
     char token[128];
     if (!authn_credential(req, token, sizeof token)) {
         *reason = "an access token is required";
         return HERALD_EUNAUTH;
     }
+    return authn_access_token_str(c, token, strlen(token), reason);
+}
+
+int authn_access_token_str(conn_t *c, const char *token, size_t len, const char **reason)
+{
+    server_t *s = c->worker->server;
     token_info_t info;
-    int rc = s->tokens ? tokens_lookup(s->tokens, token, strlen(token), &info) : HERALD_EIO;
+    int rc = s->tokens ? tokens_lookup(s->tokens, token, len, &info) : HERALD_EIO;
     if (rc < 0) {
         *reason = rc == HERALD_ENOTFOUND ? "unknown or revoked access token" : "the token store is unavailable";
         return HERALD_EUNAUTH;
@@ -120,6 +130,12 @@ int authn_any(conn_t *c, const http_request_t *req, const char **reason)
     }
     if (strncmp(head, "htk_", 4) == 0) return authn_access_token(c, req, reason);
     return authn_jwt(c, req, reason);
+}
+
+int authn_token(conn_t *c, const char *token, size_t len, const char **reason)
+{
+    if (token && len >= 4 && memcmp(token, "htk_", 4) == 0) return authn_access_token_str(c, token, len, reason);
+    return authn_jwt_token(c, token, len, reason);
 }
 
 principal_t authn_principal(const conn_t *c)

@@ -43,6 +43,12 @@ int authn_access_token(conn_t *c, const http_request_t *req, const char **reason
 /* /ws: an access token (htk_...) if the credential is one, else a JWT. */
 int authn_any(conn_t *c, const http_request_t *req, const char **reason);
 
+/* The same with a credential already in hand (Socket.IO's CONNECT auth.token). A
+ * NULL token is "none given". */
+int authn_jwt_token(conn_t *c, const char *token, size_t len, const char **reason);
+int authn_access_token_str(conn_t *c, const char *token, size_t len, const char **reason);
+int authn_token(conn_t *c, const char *token, size_t len, const char **reason);
+
 /* The principal for policy checks; borrows from c. */
 principal_t authn_principal(const conn_t *c);
 

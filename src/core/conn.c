@@ -21,6 +21,7 @@
 #define FLUSH_IOV_MAX 64
 
 static void on_io(loop_t *loop, loop_io_t *io, uint32_t revents);
+static void outq_consume(outq_t *q, size_t n);
 
 static void update_events(conn_t *c)
 {
@@ -61,6 +62,28 @@ conn_t *conn_create(worker_t *w, int fd, const struct sockaddr *peer, socklen_t 
     w->conns = c;
     w->conn_count++;
     return c;
+}
+
+conn_t *conn_create_virtual(worker_t *w)
+{
+    conn_t *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->worker = w;
+    c->is_virtual = true;
+    c->out.items = c->out.inline_items;
+    c->out.cap = OUTQ_INLINE;
+    c->io.fd = -1;
+    c->next = w->conns;
+    if (w->conns) w->conns->prev = c;
+    w->conns = c;
+    w->conn_count++;
+    return c;
+}
+
+void conn_watch(conn_t *c)
+{
+    uint32_t ev = (c->read_eof || c->read_paused ? 0 : EPOLLIN | EPOLLRDHUP) | (c->write_blocked ? EPOLLOUT : 0);
+    loop_io_add(c->worker->loop, &c->io, c->io.fd, ev, on_io);
 }
 
 /* ---- send queue ---- */
@@ -111,6 +134,8 @@ static uint64_t outq_clear(outq_t *q)
     outq_compact(q);
     return events;
 }
+
+void conn_output_written(conn_t *c) { outq_consume(&c->out, c->out.bytes); outq_compact(&c->out); }
 
 static void close_slow_consumer(conn_t *c)
 {
@@ -219,6 +244,10 @@ static bool flush_tls(conn_t *c)
 void conn_flush(conn_t *c)
 {
     outq_t *q = &c->out;
+    if (c->is_virtual) {
+        if (c->handler && c->handler->on_flush) c->handler->on_flush(c);
+        return;
+    }
     if (c->tls) flush_tls(c);
     while (!c->tls && q->count > 0 && c->state != CONN_CLOSED) {
         struct iovec iov[FLUSH_IOV_MAX];
@@ -365,11 +394,13 @@ void conn_close(conn_t *c)
         atomic_fetch_sub_explicit(&w->server->metrics.connections[c->proto], 1, memory_order_relaxed);
         atomic_fetch_sub_explicit(&w->server->client_connections, 1, memory_order_relaxed);
     }
-    loop_io_remove(w->loop, &c->io);
-    tls_free(c->tls);
-    c->tls = NULL;
-    close(c->io.fd);
-    c->io.fd = -1;
+    if (c->io.fd >= 0) {
+        loop_io_remove(w->loop, &c->io);
+        tls_free(c->tls);
+        c->tls = NULL;
+        close(c->io.fd);
+        c->io.fd = -1;
+    }
     /* unlink from the worker's connection list */
     if (c->prev) c->prev->next = c->next;
     else w->conns = c->next;

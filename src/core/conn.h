@@ -48,6 +48,10 @@ typedef struct conn_handler {
     /* optional: queue an event in a per-connection way (SSE ids); returns whether it
      * was queued. Without it the hub queues the shared frame of c->format. */
     bool (*on_event)(conn_t *c, struct event *ev);
+    /* virtual connections: where queued output goes instead of a socket */
+    void (*on_flush)(conn_t *c);
+    /* the connection arrived on a new worker (see worker_migrate) */
+    void (*on_adopted)(conn_t *c);
 } conn_handler_t;
 
 typedef struct out_item {
@@ -74,6 +78,8 @@ struct conn {
     const conn_handler_t *handler;
     conn_t *prev, *next;          /* the worker's list of connections */
     conn_t *dirty_next;           /* the worker's flush list, or graveyard after close */
+    conn_t *migrate_next;         /* the worker's list of connections moving to another worker */
+    struct worker *migrate_to;
     outq_t out;
     uint8_t state;                /* enum conn_state */
     uint8_t proto;                /* enum metrics_proto once counted as a client connection */
@@ -87,6 +93,7 @@ struct conn {
     bool http_pending;            /* HTTP: the response to the current request comes later */
     uint16_t holds;               /* asynchronous work that still refers to this connection */
     bool websocket;               /* upgraded: speaks RFC 6455 frames */
+    bool is_virtual;              /* no socket: a session between transports (Engine.IO polling) */
     bool http_close;              /* HTTP: close once the current response is written */
     bool http_continued;          /* HTTP: "100 Continue" sent for the current request */
     bool ws_close_sent, ws_close_received;
@@ -116,6 +123,14 @@ struct conn {
 
 conn_t *conn_create(struct worker *w, int fd, const struct sockaddr *peer, socklen_t peer_len);
 
+/* A connection without a socket: a session that outlives the HTTP requests that
+ * carry it (Engine.IO long-polling). It subscribes and queues like any other; its
+ * handler's on_flush decides where the queue goes. */
+conn_t *conn_create_virtual(struct worker *w);
+
+/* Recomputes which epoll events c waits for (after a move between loops). */
+void conn_watch(conn_t *c);
+
 /* Queues one frame reference (taken over by the connection). Returns 0, or
  * HERALD_ECLOSED if the connection is closed or was just closed as a slow consumer
  * (the reference is released either way). is_event marks an event delivery. */
@@ -123,6 +138,10 @@ int conn_send(conn_t *c, frame_t *f, bool is_event);
 
 /* Copies bytes into a new frame and queues it. */
 int conn_send_bytes(conn_t *c, const void *p, size_t n);
+
+/* Releases everything queued as written (a virtual connection's on_flush sent it
+ * some other way). */
+void conn_output_written(conn_t *c);
 
 /* Writes as much of the queue as the kernel takes. Called by the worker. */
 void conn_flush(conn_t *c);

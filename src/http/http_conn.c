@@ -13,9 +13,12 @@ static void on_data(conn_t *c, uint8_t *data, size_t len);
 static void on_eof(conn_t *c);
 static void on_timer(conn_t *c);
 static void on_close(conn_t *c);
+static void on_adopted(conn_t *c);
+static bool handle_request(conn_t *c, uint8_t **data, size_t *len);
 
 const conn_handler_t http_conn_handler = {
     .name = "http", .on_data = on_data, .on_eof = on_eof, .on_timer = on_timer, .on_close = on_close,
+    .on_adopted = on_adopted,
 };
 
 void http_conn_start(conn_t *c)
@@ -92,33 +95,58 @@ static void on_data(conn_t *c, uint8_t *data, size_t len)
         }
         atomic_fetch_add_explicit(&c->worker->server->metrics.http_requests, 1, memory_order_relaxed);
         if (!c->req->keep_alive) http_set_close(c);
-        server_route(c, c->req);
-        if (c->state == CONN_CLOSED) return;
-        drop_request(c);
-        if (c->http_pending) {   /* keep what follows until the response is out */
-            if (len > 0) {
-                c->stash = malloc(len);
-                if (!c->stash) {
-                    conn_close(c);
-                    return;
-                }
-                memcpy(c->stash, data, len);
-                c->stash_len = len;
-            }
-            conn_pause_reading(c, true);
-            return;
-        }
-        if (c->handler != &http_conn_handler) {
-            /* upgraded: whatever followed the request belongs to the new protocol */
-            if (len > 0 && c->state == CONN_OPEN) c->handler->on_data(c, data, len);
-            return;
-        }
-        if (c->http_close) {
-            conn_close_after_flush(c);
-            return;
-        }
-        conn_set_timeout(c, HTTP_IDLE_TIMEOUT_MS);
+        if (!handle_request(c, &data, &len)) return;
     }
+}
+
+/* Routes the complete request in c->req, then decides what happens to the bytes
+ * that followed it. Returns true when the next request may be read at once. */
+static bool handle_request(conn_t *c, uint8_t **data, size_t *len)
+{
+    server_route(c, c->req);
+    if (c->state == CONN_CLOSED) return false;
+    /* moving to the worker that owns its session: the request goes along */
+    if (!c->migrate_to) drop_request(c);
+    if (c->http_pending || c->migrate_to) {   /* keep what follows until the response is out */
+        if (*len > 0) {
+            c->stash = malloc(*len);
+            if (!c->stash) {
+                conn_close(c);
+                return false;
+            }
+            memcpy(c->stash, *data, *len);
+            c->stash_len = *len;
+        }
+        conn_pause_reading(c, true);
+        return false;
+    }
+    if (c->handler != &http_conn_handler) {
+        /* upgraded: whatever followed the request belongs to the new protocol */
+        if (*len > 0 && c->state == CONN_OPEN) c->handler->on_data(c, *data, *len);
+        return false;
+    }
+    if (c->http_close) {
+        conn_close_after_flush(c);
+        return false;
+    }
+    conn_set_timeout(c, HTTP_IDLE_TIMEOUT_MS);
+    return true;
+}
+
+/* On the new worker: the request that made the connection move is handled here,
+ * then reading goes on with whatever followed it. */
+static void on_adopted(conn_t *c)
+{
+    conn_pause_reading(c, false);
+    conn_set_timeout(c, HTTP_REQUEST_TIMEOUT_MS);
+    uint8_t *stash = c->stash;
+    size_t len = c->stash_len;
+    c->stash = NULL;
+    c->stash_len = 0;
+    uint8_t *data = stash;
+    /* handle_request copies what it does not consume, so the stash is ours to free */
+    if (c->req && c->req->complete && handle_request(c, &data, &len) && len > 0) on_data(c, data, len);
+    free(stash);
 }
 
 void http_conn_defer(conn_t *c) { c->http_pending = true; }

@@ -47,12 +47,17 @@ static frame_t *encode(const event_t *e, event_format_t fmt)
         rc = buf_append(&b, e->data, e->data_len);
         break;
     case EVENT_FMT_SOCKETIO:
+    case EVENT_FMT_SOCKETIO_RAW: {
         rc = buf_append_str(&b, "42[");
         rc |= buf_append_json_str(&b, e->name, e->name_len);
         rc |= buf_append_str(&b, ",");
         rc |= buf_append(&b, e->data, e->data_len);
         rc |= buf_append_str(&b, "]");
-        break;
+        if (fmt == EVENT_FMT_SOCKETIO) break;
+        frame_t *raw = rc ? NULL : frame_from(b.data, b.len);
+        buf_free(&b);
+        return raw;
+    }
     case EVENT_FMT_SSE: {
         /* An event name is a JSON string and may hold line breaks, which would end
          * the field early: they become spaces. The envelope is JSON: no raw newline. */

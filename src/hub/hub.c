@@ -152,6 +152,25 @@ void hub_unsubscribe_all(hub_t *h, conn_t *c)
     c->sub_count = 0;
 }
 
+void hub_move(hub_t *h, conn_t *from, conn_t *to)
+{
+    (void)h;
+    while (from->subs) {
+        sub_t *s = from->subs;
+        from->subs = s->conn_next;
+        from->sub_count--;
+        if (find_sub(to, s->channel->name, s->channel->name_len)) {   /* already there: drop the copy */
+            remove_member(h, s);
+            free(s);
+            continue;
+        }
+        s->conn = to;
+        s->conn_next = to->subs;
+        to->subs = s;
+        to->sub_count++;
+    }
+}
+
 static inline bool deliver(conn_t *c, event_t *ev)
 {
     if (c->handler && c->handler->on_event) return c->handler->on_event(c, ev);

@@ -54,6 +54,10 @@ int hub_unsubscribe(hub_t *h, conn_t *c, const char *channel, size_t len);
 void hub_unsubscribe_all(hub_t *h, conn_t *c);
 bool hub_is_subscribed(const hub_t *h, const conn_t *c, const char *channel, size_t len);
 
+/* Hands every subscription of `from` to `to` (both on this worker), keeping their
+ * floors: a session changing transport loses and repeats nothing. */
+void hub_move(hub_t *h, conn_t *from, conn_t *to);
+
 /* Queues ev to every local subscriber of its channel. Returns the number of
  * deliveries queued. */
 size_t hub_fanout(hub_t *h, struct event *ev);

@@ -72,7 +72,6 @@ static const char *lookup_sub(void *ctx, const char *key, size_t len)
 
 static void on_open(conn_t *c, const struct http_request *req)
 {
-    const config_t *cfg = c->worker->cfg;
     /* browsers cannot read an HTTP 401: the upgrade completes, then error + 4001 */
     const char *reason = NULL;
     if (authn_any(c, req, &reason) < 0) {
@@ -80,6 +79,12 @@ static void on_open(conn_t *c, const struct http_request *req)
         ws_transport_close(c, WS_CLOSE_UNAUTHORIZED, "unauthorized");
         return;
     }
+    native_send_connected(c, native_auto_join(c));
+}
+
+json_t *native_auto_join(conn_t *c)
+{
+    const config_t *cfg = c->worker->cfg;
     principal_t p = principal_of(c);
     json_t *joined = json_array();
     for (size_t i = 0; i < cfg->auto_join_count; i++) {
@@ -93,7 +98,7 @@ static void on_open(conn_t *c, const struct http_request *req)
             json_array_append_new(joined, json_string(ch));
         free(ch);
     }
-    native_send_connected(c, joined);
+    return joined;
 }
 
 void native_send_connected(conn_t *c, json_t *joined)

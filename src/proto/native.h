@@ -19,6 +19,10 @@ extern const ws_app_t native_app;
 #define HISTORY_DEFAULT_LIMIT 100
 #define HISTORY_MAX_LIMIT 1000
 
+/* Joins the auto_join channels that resolve for c and that the rules allow.
+ * Returns a new array of the joined names. */
+json_t *native_auto_join(conn_t *c);
+
 /* Sends `connected` listing the joined channels (reference taken). */
 void native_send_connected(conn_t *c, json_t *joined);
 

@@ -14,13 +14,30 @@ static void on_eof(conn_t *c);
 static void on_timer(conn_t *c);
 static void on_close(conn_t *c);
 
+static bool on_event(conn_t *c, struct event *ev) { return c->ws_app->on_event(c, ev); }
+
 const conn_handler_t ws_transport_handler = {
     .name = "websocket", .on_data = on_data, .on_eof = on_eof, .on_timer = on_timer, .on_close = on_close,
+};
+const conn_handler_t ws_transport_handler_events = {
+    .name = "websocket", .on_data = on_data, .on_eof = on_eof, .on_timer = on_timer, .on_close = on_close,
+    .on_event = on_event,
 };
 
 static void arm_heartbeat(conn_t *c, uint64_t ms)
 {
     conn_set_timeout(c, ms ? ms : 1);
+}
+
+/* The heartbeat's frame (a new reference) and periods: the application's, or
+ * WebSocket pings per the heartbeat settings. */
+static frame_t *heartbeat_of(conn_t *c, uint64_t *interval, uint64_t *timeout)
+{
+    if (c->ws_app && c->ws_app->heartbeat) return c->ws_app->heartbeat(c, interval, timeout);
+    const config_t *cfg = c->worker->cfg;
+    *interval = (uint64_t)cfg->heartbeat.interval_s * 1000;
+    *timeout = (uint64_t)cfg->heartbeat.timeout_s * 1000;
+    return frame_ref(c->worker->ping_frame);
 }
 
 void ws_transport_upgrade(conn_t *c, const http_request_t *req, const ws_app_t *app, int proto)
@@ -35,7 +52,7 @@ void ws_transport_upgrade(conn_t *c, const http_request_t *req, const ws_app_t *
                      "Sec-WebSocket-Accept: %s\r\n\r\n", accept);
     if (conn_send_bytes(c, resp, (size_t)n) < 0) return;
 
-    c->handler = &ws_transport_handler;
+    c->handler = app->on_event ? &ws_transport_handler_events : &ws_transport_handler;
     c->ws_app = app;
     c->websocket = true;
     c->http_close = false;
@@ -43,7 +60,9 @@ void ws_transport_upgrade(conn_t *c, const http_request_t *req, const ws_app_t *
     ws_reader_init(&c->ws, true, cfg->limits.max_message_bytes);
     c->last_recv_ms = loop_now_ms(c->worker->loop);
     c->ping_sent_ms = 0;
-    arm_heartbeat(c, (uint64_t)cfg->heartbeat.interval_s * 1000);
+    uint64_t interval, timeout;
+    frame_unref(heartbeat_of(c, &interval, &timeout));
+    arm_heartbeat(c, interval);
     if (app->on_open) app->on_open(c, req);
 }
 
@@ -149,15 +168,19 @@ static void on_eof(conn_t *c) { conn_close(c); }
 
 static void on_timer(conn_t *c)
 {
-    const config_t *cfg = c->worker->cfg;
     uint64_t now = loop_now_ms(c->worker->loop);
     if (c->ws_close_sent) {   /* the peer never answered our close */
         conn_close(c);
         return;
     }
-    uint64_t interval = (uint64_t)cfg->heartbeat.interval_s * 1000;
-    uint64_t timeout = (uint64_t)cfg->heartbeat.timeout_s * 1000;
+    uint64_t interval, timeout;
+    frame_t *ping = heartbeat_of(c, &interval, &timeout);
+    if (!ping) {
+        conn_close(c);
+        return;
+    }
     if (c->ping_sent_ms) {
+        frame_unref(ping);
         if (c->last_recv_ms < c->ping_sent_ms) {
             fail(c, WS_CLOSE_HEARTBEAT, "heartbeat timeout");
             return;
@@ -166,7 +189,7 @@ static void on_timer(conn_t *c)
         arm_heartbeat(c, interval > timeout ? interval - timeout : 0);
         return;
     }
-    if (conn_send(c, frame_ref(c->worker->ping_frame), false) < 0) return;
+    if (conn_send(c, ping, false) < 0) return;
     c->ping_sent_ms = now;
     arm_heartbeat(c, timeout);
 }

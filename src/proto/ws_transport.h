@@ -27,9 +27,17 @@ typedef struct ws_app {
     void (*on_binary)(conn_t *c, uint8_t *data, size_t len);
     /* Teardown (the socket is already closed). */
     void (*on_close)(conn_t *c);
+    /* Optional heartbeat of the protocol itself (Engine.IO's "2"): the frame to
+     * send every interval instead of a WebSocket ping, and the two periods in ms.
+     * NULL: WebSocket pings per heartbeat.interval_s / timeout_s. */
+    frame_t *(*heartbeat)(conn_t *c, uint64_t *interval_ms, uint64_t *timeout_ms);
+    /* Optional per-connection delivery of events (see conn_handler_t.on_event). */
+    bool (*on_event)(conn_t *c, struct event *ev);
 } ws_app_t;
 
 extern const conn_handler_t ws_transport_handler;
+/* The same, for applications that deliver events themselves (ws_app.on_event). */
+extern const conn_handler_t ws_transport_handler_events;
 
 /* Answers the handshake (101 with Sec-WebSocket-Accept) and switches c to the
  * WebSocket handler speaking `app`. The request was validated by the caller. */
