@@ -48,11 +48,13 @@ static frame_t *encode(const event_t *e, event_format_t fmt)
         break;
     case EVENT_FMT_SOCKETIO:
     case EVENT_FMT_SOCKETIO_RAW: {
+        /* the trailing string is the connection-state-recovery offset that
+         * socket.io-client 4.6+ keeps and sends back when it reconnects */
         rc = buf_append_str(&b, "42[");
         rc |= buf_append_json_str(&b, e->name, e->name_len);
         rc |= buf_append_str(&b, ",");
         rc |= buf_append(&b, e->data, e->data_len);
-        rc |= buf_append_str(&b, "]");
+        rc |= buf_printf(&b, ",\"%llu\"]", (unsigned long long)e->seq);
         if (fmt == EVENT_FMT_SOCKETIO) break;
         frame_t *raw = rc ? NULL : frame_from(b.data, b.len);
         buf_free(&b);

@@ -21,7 +21,7 @@
 typedef enum event_format {
     EVENT_FMT_NATIVE = 0,   /* WebSocket text frame: the section-3 envelope */
     EVENT_FMT_DATA,         /* WebSocket text frame: the event's data alone (route format "data") */
-    EVENT_FMT_SOCKETIO,     /* WebSocket text frame: 42["<event>",<data>] */
+    EVENT_FMT_SOCKETIO,     /* WebSocket text frame: 42["<event>",<data>,"<seq>"] (seq: the recovery offset) */
     EVENT_FMT_SSE,          /* "event: <event>\ndata: <envelope>\n\n" (the id line is per connection) */
     EVENT_FMT_SOCKETIO_RAW, /* 42["<event>",<data>] alone: an Engine.IO long-polling record */
     EVENT_FMT_COUNT
@@ -30,6 +30,7 @@ typedef enum event_format {
 typedef struct event {
     atomic_uint refs;
     uint64_t offset;
+    uint64_t seq;          /* node-wide order of becoming visible (Socket.IO recovery offsets); 0: loaded */
     uint64_t wall_ms;
     char id[UUID_STR_LEN];
     const char *channel;   /* NUL-terminated, inside the event's own allocation */

@@ -54,6 +54,7 @@ struct sequencer {
     idem_entry_t *idem_head, *idem_tail;
     char epoch[33];
     size_t sweep_bucket;     /* where the next sweep continues */
+    uint64_t seq;            /* the last event made visible, node-wide */
     sequencer_dispatch_fn dispatch;
     void *ctx;
     const config_t *cfg;
@@ -167,6 +168,7 @@ static void idem_forget(sequencer_t *s, const event_t *ev, const char *key)
 /* Lock held. Makes a committed event visible: history, then every worker. */
 static void make_visible(sequencer_t *s, seq_channel_t *ch, event_t *ev)
 {
+    ev->seq = ++s->seq;   /* before any worker sees it: frames that carry it are encoded later */
     if (store_in_ring(ch, ev) < 0)
         log_msg(LOG_WARN, "out of memory: event not kept in history", "channel", ch->name, NULL);
     ch->dispatched = ev->offset;
@@ -510,6 +512,36 @@ int sequencer_history(sequencer_t *s, const char *channel, size_t len, bool has_
     }
     pthread_mutex_unlock(&s->lock);
     return rc;
+}
+
+bool sequencer_since_seq(sequencer_t *s, const char *channel, size_t len, uint64_t seq, uint64_t *since)
+{
+    bool known = false;
+    pthread_mutex_lock(&s->lock);
+    seq_channel_t *ch = s->store ? get_or_create(s, channel, len)
+                                 : (seq_channel_t *)strmap_get(&s->channels, channel, len);
+    if (ch) {
+        expire(ch, time_wall_ms());
+        if (ch->ring_count == 0) {
+            /* nothing stored: whole only if nothing happened after seq */
+            known = seq >= s->seq || ch->dispatched == 0;
+            *since = ch->dispatched;
+        } else {
+            uint32_t i = 0;
+            while (i < ch->ring_count && ch->ring[(ch->ring_head + i) % ch->ring_cap]->seq <= seq) i++;
+            event_t *first = ch->ring[ch->ring_head];
+            if (i > 0) {   /* the client saw up to the i-th stored event */
+                *since = ch->ring[(ch->ring_head + i - 1) % ch->ring_cap]->offset;
+                known = true;
+            } else if (first->offset == 1) {   /* all of the channel is stored: it saw none */
+                *since = 0;
+                known = true;
+            }
+        }
+        maybe_drop(s, ch);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return known;
 }
 
 void sequencer_sweep(sequencer_t *s, size_t buckets)

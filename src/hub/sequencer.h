@@ -93,6 +93,11 @@ uint64_t sequencer_latest(sequencer_t *s, const char *channel, size_t len);
 int sequencer_history(sequencer_t *s, const char *channel, size_t len, bool has_since, uint64_t since,
                       size_t limit, seq_snapshot_t *snap);
 
+/* Socket.IO recovery: the channel offset a client had reached when the last event
+ * it received (of any channel) was the one made visible as number `seq`. False
+ * when history cannot tell (it no longer reaches back that far). */
+bool sequencer_since_seq(sequencer_t *s, const char *channel, size_t len, uint64_t seq, uint64_t *since);
+
 /* Housekeeping, a few buckets of the channel table per call: drops expired
  * events, frees empty rings, and forgets channels nobody subscribes to whose state
  * is all in the store. Bounds memory to live channels and events within TTL. */

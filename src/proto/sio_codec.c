@@ -215,7 +215,12 @@ int sio_parse(const char *text, size_t len, sio_packet_t *out)
     int rc = parse_header(text, len, out, &i);
     if (rc == 0 && i < len) {
         /* Top level must be an array or an object, jansson's default; duplicate
-         * keys are refused so no two readers can see different values. */
+         * keys are refused so no two readers can see different values. Leading
+         * whitespace is refused too: the reference decoder would take a space
+         * there for an ack id of 0. */
+        if (text[i] != '[' && text[i] != '{') rc = HERALD_EINVAL;
+    }
+    if (rc == 0 && i < len) {
         out->data = json_loadb(text + i, len - i, JSON_REJECT_DUPLICATES, NULL);
         if (out->data == NULL) rc = HERALD_EINVAL;
     }

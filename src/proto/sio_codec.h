@@ -68,7 +68,8 @@ typedef struct sio_packet {
  * with '/'; printable ASCII without space, '"', '[', ']', '{', '}', '\\', or UTF-8;
  * ends at ',' or at the end of the packet), non-digit ack id or one over 2^53
  * (more than 16 digits), an ack id on CONNECT, DISCONNECT or CONNECT_ERROR, an
- * ACK without an id, payload not valid JSON (duplicate keys and \u0000 refused),
+ * ACK without an id, payload not valid JSON (it must start with '[' or '{', no
+ * leading whitespace; duplicate keys and \u0000 refused),
  * payload of the wrong shape for the type (EVENT: a non-empty array whose first
  * element is a string and not a reserved event name; ACK: an array; CONNECT: an
  * object or absent; CONNECT_ERROR: object; DISCONNECT: absent). Binary types are

@@ -35,10 +35,83 @@ typedef struct reg_entry {
     char sid[SID_LEN + 1];
 } reg_entry_t;
 
+/* A session that ended, kept for connection state recovery: a client that
+ * reconnects within SIO_RECOVERY_MS with its pid and last offset gets its rooms
+ * back and every event it missed (Socket.IO's maxDisconnectionDuration). */
+typedef struct saved_session {
+    strmap_node_t node;
+    struct saved_session *fifo_next;
+    uint64_t expires_ms;
+    char pid[SID_LEN + 1];
+    char **rooms;
+    size_t room_count;
+} saved_session_t;
+
+#define SIO_RECOVERY_MS 120000
+
 struct sio_registry {
     pthread_mutex_t lock;
     strmap_t map;
+    strmap_t saved;                   /* pid -> saved_session_t */
+    saved_session_t *saved_head, *saved_tail;   /* expiry order */
 };
+
+static void saved_free(saved_session_t *v)
+{
+    for (size_t i = 0; i < v->room_count; i++) free(v->rooms[i]);
+    free(v->rooms);
+    free(v);
+}
+
+/* Lock held. */
+static void saved_expire(sio_registry_t *r, uint64_t now)
+{
+    while (r->saved_head && r->saved_head->expires_ms <= now) {
+        saved_session_t *v = r->saved_head;
+        r->saved_head = v->fifo_next;
+        if (!r->saved_head) r->saved_tail = NULL;
+        if (v->node.key) strmap_remove(&r->saved, &v->node);
+        saved_free(v);
+    }
+}
+
+static void saved_put(sio_registry_t *r, saved_session_t *v)
+{
+    v->node.key = v->pid;
+    v->node.key_len = SID_LEN;
+    v->expires_ms = time_mono_ms() + SIO_RECOVERY_MS;
+    pthread_mutex_lock(&r->lock);
+    saved_expire(r, time_mono_ms());
+    if (strmap_insert(&r->saved, &v->node) < 0) {
+        pthread_mutex_unlock(&r->lock);
+        saved_free(v);
+        return;
+    }
+    if (r->saved_tail) r->saved_tail->fifo_next = v;
+    else r->saved_head = v;
+    r->saved_tail = v;
+    pthread_mutex_unlock(&r->lock);
+}
+
+/* Takes the saved session out (it can be recovered once); the caller owns the
+ * rooms moved into *rooms. */
+static bool saved_take(sio_registry_t *r, const char *pid, size_t len, char ***rooms, size_t *count)
+{
+    if (len != SID_LEN) return false;
+    pthread_mutex_lock(&r->lock);
+    saved_expire(r, time_mono_ms());
+    saved_session_t *v = (saved_session_t *)strmap_get(&r->saved, pid, len);
+    if (v) {
+        strmap_remove(&r->saved, &v->node);
+        v->node.key = NULL;   /* freed by expiry, from the FIFO */
+        *rooms = v->rooms;
+        *count = v->room_count;
+        v->rooms = NULL;
+        v->room_count = 0;
+    }
+    pthread_mutex_unlock(&r->lock);
+    return v != NULL;
+}
 
 sio_registry_t *sio_registry_create(void)
 {
@@ -50,6 +123,12 @@ sio_registry_t *sio_registry_create(void)
 void sio_registry_destroy(sio_registry_t *r)
 {
     if (!r) return;
+    while (r->saved_head) {
+        saved_session_t *v = r->saved_head;
+        r->saved_head = v->fifo_next;
+        saved_free(v);
+    }
+    strmap_deinit(&r->saved);
     size_t b;
     strmap_node_t *n = strmap_first(&r->map, &b);
     while (n) {
@@ -104,6 +183,7 @@ static int registry_owner(sio_registry_t *r, const char *sid, size_t len, void *
 typedef struct session {
     char sid[SID_LEN + 1];
     char socket_id[SID_LEN + 1];
+    char pid[SID_LEN + 1];   /* private id for connection state recovery */
     conn_t *sub;             /* the subscriber: the virtual polling connection or the WebSocket */
     conn_t *poll;            /* a held HTTP connection whose GET waits for packets */
     conn_t *probe;           /* a WebSocket in the upgrade probe */
@@ -151,6 +231,7 @@ static session_t *session_new(conn_t *sub, const http_request_t *req)
     if (!s) return NULL;
     new_id(s->sid);
     new_id(s->socket_id);
+    new_id(s->pid);
     s->sub = sub;
     char token[8192];
     if (authn_credential(req, token, sizeof token)) s->token = strdup(token);
@@ -164,9 +245,24 @@ static session_t *session_new(conn_t *sub, const http_request_t *req)
     return s;
 }
 
+/* Keeps the rooms of a connected session for a while, for recovery. */
+static void save_for_recovery(session_t *s)
+{
+    conn_t *c = s->sub;
+    if (!s->namespaces || c->worker->shutting_down) return;
+    saved_session_t *v = calloc(1, sizeof *v);
+    if (!v) return;
+    memcpy(v->pid, s->pid, sizeof v->pid);
+    v->rooms = calloc(c->sub_count + 1, sizeof *v->rooms);
+    for (const sub_t *x = c->subs; v->rooms && x; x = x->conn_next)
+        if ((v->rooms[v->room_count] = strndup(hub_channel_name(x), hub_channel_name_len(x)))) v->room_count++;
+    saved_put(c->worker->server->sio, v);
+}
+
 /* The subscriber closed: the session ends with it. */
 static void session_end(session_t *s)
 {
+    save_for_recovery(s);
     registry_remove(s->sub->worker->server->sio, s->sid);
     if (s->poll) {
         conn_t *p = s->poll;
@@ -310,6 +406,56 @@ static char *room_template(const char *tmpl, json_t *arg)
 
 /* ---- Socket.IO packets ---- */
 
+static frame_t *event_frame_for(session_t *s, event_t *ev, bool raw);
+
+/* Rejoins the rooms of the session `pid`, as far as the rules allow the new
+ * connection, and collects what it missed after `offset`. Recovered only when
+ * every room's history reaches back: then the session takes the old pid, which
+ * is how the client learns (socket.recovered). Otherwise the rooms are not
+ * rejoined and nothing is replayed: the client refetches. */
+static void recover(session_t *s, const char *pid, size_t pid_len, const char *offset, seq_snapshot_t **snaps_out,
+                    size_t *n_out)
+{
+    conn_t *c = s->sub;
+    server_t *srv = c->worker->server;
+    char **rooms = NULL;
+    size_t n = 0;
+    if (!saved_take(srv->sio, pid, pid_len, &rooms, &n)) return;
+    char *end;
+    unsigned long long seq = strtoull(offset, &end, 10);
+    bool ok = *offset && !*end;
+    uint64_t *since = calloc(n + 1, sizeof *since);
+    principal_t pr = authn_principal(c);
+    for (size_t i = 0; ok && since && i < n; i++)
+        ok = policy_check(c->worker->cfg, &pr, POLICY_SUBSCRIBE, rooms[i], strlen(rooms[i])) == VERDICT_ALLOW &&
+             sequencer_since_seq(srv->seq, rooms[i], strlen(rooms[i]), seq, &since[i]);
+    seq_snapshot_t *snaps = ok && since ? calloc(n + 1, sizeof *snaps) : NULL;
+    bool *joined = snaps ? calloc(n + 1, sizeof *joined) : NULL;
+    ok = ok && joined;
+    for (size_t i = 0; ok && i < n; i++) {
+        seq_since_t want = {since[i], NULL};
+        int rc = hub_subscribe(c->worker->hub, c, rooms[i], strlen(rooms[i]), &want, &snaps[i]);
+        joined[i] = rc == 0;
+        if (rc < 0 && rc != HERALD_EEXIST) ok = false;
+        if (rc == 0 && !snaps[i].recovered) ok = false;
+    }
+    if (ok) {
+        memcpy(s->pid, pid, SID_LEN);
+        *snaps_out = snaps;
+        *n_out = n;
+    } else if (snaps) {   /* not whole: as if nothing was kept */
+        for (size_t i = 0; i < n; i++) {
+            if (joined[i]) hub_unsubscribe(c->worker->hub, c, rooms[i], strlen(rooms[i]));
+            seq_snapshot_release(&snaps[i]);
+        }
+        free(snaps);
+    }
+    free(joined);
+    for (size_t i = 0; i < n; i++) free(rooms[i]);
+    free(rooms);
+    free(since);
+}
+
 static void on_connect(session_t *s, const sio_packet_t *p)
 {
     conn_t *c = s->sub;
@@ -335,9 +481,24 @@ static void on_connect(session_t *s, const sio_packet_t *p)
         s->connected_once = true;
         json_decref(native_auto_join(c));
     }
+    /* connection state recovery: {"pid","offset"} of a session that ended lately */
+    json_t *pid = json_object_get(p->data, "pid"), *offset = json_object_get(p->data, "offset");
+    seq_snapshot_t *snaps = NULL;
+    size_t nsnaps = 0;
+    if (idx == 0 && json_is_string(pid) && json_is_string(offset))
+        recover(s, json_string_value(pid), json_string_length(pid), json_string_value(offset), &snaps, &nsnaps);
     s->namespaces |= 1u << idx;
-    if (sio_encode_connect(&b, nsp, s->socket_id, NULL) == 0) send_buf(s, &b);
+    if (sio_encode_connect(&b, nsp, s->socket_id, s->pid) == 0) send_buf(s, &b);
     else buf_free(&b);
+    /* then what it missed, in order per room */
+    for (size_t i = 0; i < nsnaps; i++) {
+        for (size_t e = 0; e < snaps[i].event_count && c->state == CONN_OPEN; e++) {
+            frame_t *f = event_frame_for(s, snaps[i].events[e], c->is_virtual);
+            if (f) conn_send(c, f, true);
+        }
+        seq_snapshot_release(&snaps[i]);
+    }
+    free(snaps);
     if (cfg->socketio.connected_event) {
         json_t *msg = json_pack("{ssso}", "message", "connected", "rooms", rooms_of(c));
         char *text = json_dumps(msg, JSON_COMPACT);

@@ -802,6 +802,8 @@ ROUTES = [
     {"path": "/ws/board/{room}", "channels": ["board:{room}"], "auth": "none", "format": "data"},
     {"path": "/ws/peek/{name}", "channels": ["user:{name}"], "auth": "none", "format": "data"},
     {"path": "/ws/inbox/{name}", "channels": ["user:{name}"], "auth": "jwt", "format": "envelope"},
+    {"path": "/ws/duo/{a}/{b}", "channels": ["creator:{a}", "creator:{b}"], "auth": "access_token",
+     "format": "data"},
 ]
 TIP = {"type": "TIP_SENT", "creatorId": "abc", "amountEth": "0.05"}
 
@@ -965,6 +967,19 @@ class AccessTokens(SecCase):
         self.assert_closed_4001_alone("/ws/overlay/abc", jwt_tok, what="a JWT on an access_token route")
         self.assert_closed_4001_alone("/ws/overlay/xyz", t["token"], via="header", what="wrong creator, Bearer")
         self.assertEqual(self.server.subscribers("creator:xyz"), 0)
+
+    def test_token_must_cover_every_channel_of_the_route(self):
+        one = self.create_token(["creator:d1"])
+        self.assert_closed_4001_alone("/ws/duo/d1/d2", one["token"], what="token covering one of two channels")
+        wait_until(lambda: self.server.subscribers("creator:d1") == 0, 3,
+                   what="no subscription left behind by the refused connection")
+        both = self.create_token(["creator:d1", "creator:d2"])
+        c = self.raw(path=q_token("/ws/duo/d1/d2", both["token"]))
+        self.assertEqual(c.status, 101)
+        self.server.wait_subscribers("creator:d2", 1)
+        self.server.publish_ok("creator:d1", "TIP_SENT", {"from": 1})
+        self.server.publish_ok("creator:d2", "TIP_SENT", {"from": 2})
+        self.assertEqual([self.data_frame(c), self.data_frame(c)], [{"from": 1}, {"from": 2}])
 
     # -- revocation --------------------------------------------------------------------------
     def test_revoke_via_api_closes_at_once(self):

@@ -26,7 +26,7 @@ function request(method, p, body, { trust = true } = {}) {
   return new Promise((resolve, reject) => {
     const data = body === undefined ? undefined : JSON.stringify(body);
     const req = https.request({
-      host: HOST, port, path: p, method, ca: trust ? ca : undefined, timeout: 5000,
+      host: HOST, port, path: p, method, ca: trust ? ca : undefined, timeout: 5000, agent: false,
       headers: data ? { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(data) } : {},
     }, (res) => {
       let text = '';

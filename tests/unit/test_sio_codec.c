@@ -73,7 +73,10 @@ static void assert_sio_bad_n(const char *s, size_t n)
     sio_packet_t p;
     guarded_t g;
     int rc = sio_parse_n(s, n, &p, &g);
-    if (rc != HERALD_EINVAL) print_error("accepted or wrong code %d: \"%.*s\"\n", rc, (int)n, s);
+    if (rc != HERALD_EINVAL) {
+        print_error("accepted or wrong code %d: \"%.*s\"\n", rc, (int)n, s);
+        sio_packet_clear(&p);
+    }
     assert_int_equal(rc, HERALD_EINVAL);
     assert_null(p.data);
     assert_int_equal(p.ack_id, SIO_NO_ACK);
@@ -713,6 +716,8 @@ static void test_sio_negative_looking_ack_ids(void **st)
     assert_sio_bad("2+7[\"a\"]");
     assert_sio_bad("2 7[\"a\"]");
     assert_sio_bad("2 [\"a\"]");     /* the reference reads " " as id 0 */
+    assert_sio_bad("2\n[\"a\"]");
+    assert_sio_bad("0/admin, {}");
     assert_sio_bad("27.5[\"a\"]");
     assert_sio_bad("21e3[\"a\"]");
 }
