@@ -28,6 +28,7 @@ FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=build/fuzz/%)
 BENCH_SRC := $(sort $(wildcard bench/*.c))
 
 .PHONY: all build run test unit e2e fuzz fuzz-corpus bench deps deps-test clean
+.SECONDARY:
 all build: $(REL)/herald
 
 $(REL)/%.o: %.c
@@ -45,11 +46,16 @@ $(TST)/unit/%: $(TST)/tests/unit/%.o $(LIB_SRC:%.c=$(TST)/%.o)
 	@mkdir -p $(@D)
 	$(CC) $(TST_CFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
-# libFuzzer targets: clang, each linking the library objects it needs (all of them).
-FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -Isrc -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS)
-build/fuzz/%: fuzz/%.c $(LIB_SRC)
+# libFuzzer targets: clang; the library is compiled once (instrumented, without
+# libFuzzer's main) and linked into each target.
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -Isrc -MMD -MP $(PKG_CFLAGS)
+FUZZ_OBJ := $(LIB_SRC:%.c=build/fuzz-obj/%.o)
+build/fuzz-obj/%.o: %.c
 	@mkdir -p $(@D)
-	clang $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(LDLIBS)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link,address,undefined -c $< -o $@
+build/fuzz/%: fuzz/%.c $(FUZZ_OBJ)
+	@mkdir -p $(@D)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined -o $@ $< $(FUZZ_OBJ) $(LDLIBS)
 
 # The load generator has its own client-side WebSocket framing (bench/wsclient.c):
 # a benchmark client sharing the server's codec would share its bugs.
@@ -63,14 +69,14 @@ deps-test:
 	@scripts/deps.sh test
 
 run: deps
-	@$(MAKE) --no-print-directory $(REL)/herald
+	@$(MAKE) --no-print-directory -j$(JOBS) $(REL)/herald
 	$(REL)/herald serve $(ARGS)
 
 # Every test: unit tests (cmocka), fuzz targets over their corpora, then end-to-end
 # tests against the sanitized binary with real third-party clients. One summary line.
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 test: deps-test
-	@$(MAKE) --no-print-directory $(TST)/herald $(UNIT_BIN) $(REL)/herald
-	@$(MAKE) --no-print-directory $(FUZZ_BIN)
+	@$(MAKE) --no-print-directory -j$(JOBS) $(TST)/herald $(UNIT_BIN) $(REL)/herald $(FUZZ_BIN)
 	@scripts/run-tests.sh
 
 unit: $(UNIT_BIN)

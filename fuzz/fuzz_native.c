@@ -467,7 +467,7 @@ static void check_history(env_t *e, json_t *d)
     json_int_t lim = limit ? json_integer_value(limit) : HISTORY_DEFAULT_LIMIT;
     if (lim > HISTORY_MAX_LIMIT) lim = HISTORY_MAX_LIMIT;
     if ((json_int_t)json_array_size(events) > lim) fail_json(e, "history: more events than the limit", e->reply);
-    json_int_t prev = since ? json_integer_value(since) : -1;
+    json_int_t prev = since ? json_integer_value(since) : -1, newest = -1;
     size_t i;
     json_t *ev;
     json_array_foreach(events, i, ev) {
@@ -476,11 +476,11 @@ static void check_history(env_t *e, json_t *d)
             !json_equal(json_object_get(ev, "channel"), json_object_get(e->req, "channel")))
             fail_json(e, "history: malformed event", e->reply);
         if (json_integer_value(off) <= prev) fail_json(e, "history: offsets not increasing above since", e->reply);
-        prev = json_integer_value(off);
+        prev = newest = json_integer_value(off);
     }
-    if (prev > json_integer_value(latest)) fail_json(e, "history: an event beyond the channel's offset", e->reply);
+    if (newest > json_integer_value(latest)) fail_json(e, "history: an event beyond the channel's offset", e->reply);
     /* without since it is the last `limit` events: the newest is the latest */
-    if (!since && json_array_size(events) > 0 && prev != json_integer_value(latest))
+    if (!since && newest >= 0 && newest != json_integer_value(latest))
         fail_json(e, "history: the newest event is missing", e->reply);
 }
 

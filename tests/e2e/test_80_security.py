@@ -221,6 +221,26 @@ class SecCase(ServerCase):
     def request(self, c, obj):
         return c.request(obj, timeout=3)
 
+    def frames_after_close(self, c, code, publish):
+        """Reads up to the server's close frame (not answering it, as a client that
+        ignores it would), calls publish(), and returns the data frames that still
+        arrive: RFC 6455 5.5.1 allows none once the close frame was sent."""
+        while True:
+            op, payload = c.recv_message(timeout=3)
+            if op == OP_CLOSE:
+                self.assertEqual(parse_close(payload)[0], code, payload)
+                break
+        publish()
+        late = []
+        deadline = time.monotonic() + 0.5
+        while time.monotonic() < deadline:
+            try:
+                op, payload = c.recv_message(timeout=max(0.01, deadline - time.monotonic()))
+            except (socket.timeout, TimeoutError, WSClosed):
+                break
+            late.append(payload[:120])
+        return late
+
     def assert_refused(self, reply, codes, channel=None):
         self.assertEqual(reply.get("type"), "error", reply)
         self.assertIn(reply["data"].get("code"), codes, reply)
@@ -421,14 +441,14 @@ class Jwt(SecCase):
         good = self.tok("mallory")
         head, payload, sig = good.split(".")
         forged_payload = b64u(json.dumps(claims_for("admin")).encode())
+        raw_sig = base64.urlsafe_b64decode(sig + "=" * (-len(sig) % 4))
         cases = {
             "payload swapped under the old signature": "%s.%s.%s" % (head, forged_payload, sig),
             "signed with another secret": make_jwt(claims_for("mallory"), key="not-the-secret"),
             "signature cut short": "%s.%s.%s" % (head, payload, sig[:-4]),
             "signature missing": "%s.%s." % (head, payload),
             "HS512 signature under an HS256 header": make_jwt(claims_for("mallory"), sign_as="HS512"),
-            "signature bit flipped": "%s.%s.%s" % (head, payload, b64u(bytes([base64.urlsafe_b64decode(
-                sig + "=" * (-len(sig) % 4))[0] ^ 1]) + base64.urlsafe_b64decode(sig + "=" * (-len(sig) % 4))[1:])),
+            "signature bit flipped": "%s.%s.%s" % (head, payload, b64u(bytes([raw_sig[0] ^ 1]) + raw_sig[1:])),
         }
         for what, tok in cases.items():
             self.assert_unauthorized(tok, what=what)
@@ -601,6 +621,16 @@ class Jwt(SecCase):
         self.assertEqual((r["type"], r.get("id")), ("pong", "still"))
         st, r = self.server.post("/api/disconnect", {"user": "heidi"})
         self.assertEqual((st, r), (200, {"success": True, "disconnected": 0}))
+
+    def test_no_events_after_the_disconnect_close_frame(self):
+        c = self.connect(self.tok("late-reader"))
+        self.server.wait_subscribers("user:late-reader", 1)
+        st, r = self.server.post("/api/disconnect", {"user": "late-reader"})
+        self.assertEqual((st, r), (200, {"success": True, "disconnected": 1}))
+        late = self.frames_after_close(c, 4003, lambda: [
+            self.server.publish_ok("user:late-reader", "dm", {"after_disconnect": i}) for i in range(3)])
+        self.assertEqual(late, [], "a disconnected user's connection still received events after its close "
+                                   "frame (until it answers the close or the close wait ends)")
 
     def test_disconnect_by_user_ends_sse_streams(self):
         s = self.track(Stream(self.server.port, sse_query("user:sse-user", token=self.tok("sse-user"))))
@@ -1018,6 +1048,28 @@ class AccessTokens(SecCase):
         self.assertTrue(s.ends_within(1.5), "an SSE stream of a revoked token stayed open")
         s2 = self.track(Stream(self.server.port, sse_query("creator:rn", token=t["token"])))
         assert_error_json(self, s2.status, s2.body, 401, "unauthorized")
+
+    def test_no_events_after_the_revocation_close_frame(self):
+        t = self.create_token(["creator:late"])
+        c = self.overlay("late", t["token"])
+        self.server.wait_subscribers("creator:late", 1)
+        st, r = http("DELETE", self.server.url("/api/tokens/" + t["id"]))
+        self.assertEqual((st, r), (200, {"success": True}))
+        late = self.frames_after_close(c, 4003, lambda: [
+            self.server.publish_ok("creator:late", "TIP_SENT", {"after_revoke": i}) for i in range(3)])
+        self.assertEqual(late, [], "a revoked token's connection still received events after its 4003 close "
+                                   "frame (a client that ignores the close keeps reading)")
+        # and it no longer counts as a subscriber once refused
+        self.assertEqual(self.server.subscribers("creator:late"), 0)
+
+    def test_refused_route_connection_gets_no_events(self):
+        one = self.create_token(["creator:e1"])
+        c = self.raw(path=q_token("/ws/duo/e1/e2", one["token"]))
+        self.assertEqual(c.status, 101)
+        late = self.frames_after_close(c, 4001, lambda: [
+            self.server.publish_ok("creator:e1", "TIP_SENT", {"after_refusal": i}) for i in range(3)])
+        self.assertEqual(late, [], "a connection refused with 4001 still received events of the route's "
+                                   "first channel after its close frame")
 
     def test_revoke_via_api_by_secret(self):
         t = self.create_token(["creator:rs"])

@@ -848,6 +848,18 @@ static void test_sio_encode_event_escapes_name_nul_terminated_args(void **st)
     buf_free(&b);
 }
 
+static void test_sio_encode_event_empty_name_null_pointer(void **st)
+{
+    (void)st;
+    buf_t b = {0};
+    assert_int_equal(sio_encode_event(&b, NULL, NULL, 0, NULL, NULL, 0), 0);
+    assert_string_equal(b.data, "42[\"\"]");
+    b.len = 0;
+    assert_int_equal(sio_encode_connect(&b, NULL, "", ""), 0);
+    assert_string_equal(b.data, "40{\"sid\":\"\",\"pid\":\"\"}");
+    buf_free(&b);
+}
+
 static void test_sio_encode_event_name_with_nul_byte(void **st)
 {
     (void)st;
@@ -1091,6 +1103,7 @@ int main(void)
         cmocka_unit_test(test_sio_encode_disconnect_main_and_nsp),
         cmocka_unit_test(test_sio_encode_event_args),
         cmocka_unit_test(test_sio_encode_event_escapes_name_nul_terminated_args),
+        cmocka_unit_test(test_sio_encode_event_empty_name_null_pointer),
         cmocka_unit_test(test_sio_encode_event_name_with_nul_byte),
         cmocka_unit_test(test_sio_encode_ack_ids),
         cmocka_unit_test(test_sio_encode_appends_after_existing_bytes),
