@@ -23,16 +23,17 @@ void conn_auth_free(conn_auth_t *a)
     free(a);
 }
 
-bool authn_credential(const http_request_t *req, char *out, size_t out_size)
+int authn_credential(const http_request_t *req, char *out, size_t out_size)
 {
     long n = http_query_param(req->query, "token", 0, out, out_size);
-    if (n > 0 && (size_t)n < out_size) return true;
+    if (n > 0) return (size_t)n < out_size ? 1 : HERALD_ETOOBIG;
     const char *h = http_request_header(req, "Authorization");
-    if (h && strncasecmp(h, "Bearer ", 7) == 0 && strlen(h + 7) > 0 && strlen(h + 7) < out_size) {
+    if (h && strncasecmp(h, "Bearer ", 7) == 0 && strlen(h + 7) > 0) {
+        if (strlen(h + 7) >= out_size) return HERALD_ETOOBIG;
         strcpy(out, h + 7);
-        return true;
+        return 1;
     }
-    return false;
+    return 0;
 }
 
 static conn_auth_t *auth_of(conn_t *c)
@@ -48,8 +49,14 @@ int authn_jwt(conn_t *c, const http_request_t *req, const char **reason)
         *reason = "out of memory";
         return HERALD_EUNAUTH;
     }
-    int rc = authn_credential(req, token, CREDENTIAL_MAX) ? authn_jwt_token(c, token, strlen(token), reason)
-                                                          : authn_jwt_token(c, NULL, 0, reason);
+    int found = authn_credential(req, token, CREDENTIAL_MAX);
+    int rc;
+    if (found < 0) {   /* a credential too long is refused, never taken for none */
+        *reason = "token too long";
+        rc = HERALD_EUNAUTH;
+    } else {
+        rc = authn_jwt_token(c, found ? token : NULL, found ? strlen(token) : 0, reason);
+    }
     free(token);
     return rc;
 }
@@ -90,8 +97,9 @@ int authn_jwt_token(conn_t *c, const char *token, size_t len, const char **reaso
 int authn_access_token(conn_t *c, const http_request_t *req, const char **reason)
 {
     char token[128];
-    if (!authn_credential(req, token, sizeof token)) {
-        *reason = "an access token is required";
+    int found = authn_credential(req, token, sizeof token);
+    if (found <= 0) {
+        *reason = found < 0 ? "unknown or revoked access token" : "an access token is required";
         return HERALD_EUNAUTH;
     }
     return authn_access_token_str(c, token, strlen(token), reason);

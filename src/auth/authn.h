@@ -29,9 +29,10 @@ typedef struct conn_auth {
 
 void conn_auth_free(conn_auth_t *a);
 
-/* The credential a request carries (?token= first, then Bearer), copied into out;
- * false when there is none. */
-bool authn_credential(const http_request_t *req, char *out, size_t out_size);
+/* The credential a request carries (?token= first, then Bearer), copied into out.
+ * Returns 1, 0 when there is none, or HERALD_ETOOBIG when it does not fit (to be
+ * refused: a credential is never silently ignored). */
+int authn_credential(const http_request_t *req, char *out, size_t out_size);
 
 /* Authenticates c with the request's JWT. Returns 0 (valid token, or none and
  * anonymous connections are allowed), or HERALD_EUNAUTH with *reason set. */

@@ -160,7 +160,7 @@ static void close_slow_consumer(conn_t *c)
 
 int conn_send(conn_t *c, frame_t *f, bool is_event)
 {
-    if (c->state == CONN_CLOSED) {
+    if (c->state == CONN_CLOSED || (is_event && c->ws_close_sent)) {
         frame_unref(f);
         return HERALD_ECLOSED;
     }

@@ -234,7 +234,9 @@ static session_t *session_new(conn_t *sub, const http_request_t *req)
     new_id(s->pid);
     s->sub = sub;
     char token[8192];
-    if (authn_credential(req, token, sizeof token)) s->token = strdup(token);
+    int found = authn_credential(req, token, sizeof token);
+    if (found > 0) s->token = strdup(token);
+    else if (found < 0) s->token = strdup("\x01");   /* too long: a token that fails, not none */
     sub->proto_data = s;
     if (registry_add(sub->worker->server->sio, s->sid, sub->worker->index, s) < 0) {
         free(s->token);

@@ -87,6 +87,10 @@ void ws_transport_close(conn_t *c, uint16_t code, const char *reason)
     if (c->ws_close_sent) return;
     c->ws_close_sent = true;
     c->close_code = code;
+    /* nothing follows a close frame (RFC 6455 5.5.1): conn_send drops events from
+     * now on, so a revoked or disconnected client stops receiving at once. (Its
+     * subscriptions stay until the socket closes: a Socket.IO session saves them
+     * for recovery then.) */
     frame_t *f = frame_ws_close(code, reason);
     if (!f || conn_send(c, f, false) < 0) {
         conn_close(c);
