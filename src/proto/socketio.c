@@ -189,6 +189,7 @@ typedef struct session {
     conn_t *probe;           /* a WebSocket in the upgrade probe */
     uint32_t namespaces;     /* bit 0: "/", bit i + 1: socketio.namespaces[i] */
     bool connected_once;     /* auto_join done */
+    bool saved;              /* its rooms are kept for recovery already */
     char *token;             /* ?token= of the handshake, for CONNECT without auth */
 } session_t;
 
@@ -199,12 +200,13 @@ static void ws_on_open(conn_t *c, const http_request_t *req);
 static void ws_on_text(conn_t *c, char *data, size_t len);
 static void ws_on_binary(conn_t *c, uint8_t *data, size_t len);
 static void ws_on_close(conn_t *c);
+static void ws_on_closing(conn_t *c);
 static bool ws_on_event(conn_t *c, event_t *ev);
 
 /* The WebSocket transport of a session (a fresh one, or one that completed the upgrade). */
 static const ws_app_t sio_ws_app = {.name = "socketio", .on_open = ws_on_open, .on_text = ws_on_text,
                                     .on_binary = ws_on_binary, .on_close = ws_on_close,
-                                    .heartbeat = heartbeat, .on_event = ws_on_event};
+                                    .heartbeat = heartbeat, .on_event = ws_on_event, .on_closing = ws_on_closing};
 
 static void poll_on_timer(conn_t *c);
 static void poll_on_flush(conn_t *c);
@@ -251,7 +253,8 @@ static session_t *session_new(conn_t *sub, const http_request_t *req)
 static void save_for_recovery(session_t *s)
 {
     conn_t *c = s->sub;
-    if (!s->namespaces || c->worker->shutting_down) return;
+    if (!s->namespaces || s->saved || c->worker->shutting_down) return;
+    s->saved = true;
     saved_session_t *v = calloc(1, sizeof *v);
     if (!v) return;
     memcpy(v->pid, s->pid, sizeof v->pid);
@@ -691,6 +694,14 @@ static void ws_on_text(conn_t *c, char *data, size_t len)
 static void ws_on_binary(conn_t *c, uint8_t *data, size_t len)
 {
     (void)c, (void)data, (void)len;   /* attachments of refused binary packets: dropped */
+}
+
+/* The server closes the WebSocket (heartbeat timeout, shutdown, disconnect): the
+ * rooms are saved before the transport leaves them. */
+static void ws_on_closing(conn_t *c)
+{
+    session_t *s = session_of(c);
+    if (s && s->sub == c) save_for_recovery(s);
 }
 
 static void ws_on_close(conn_t *c)

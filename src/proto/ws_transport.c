@@ -3,6 +3,7 @@
 #include "core/util.h"
 #include "http/http_request.h"
 #include "http/http_response.h"
+#include "hub/hub.h"
 #include "server.h"
 #include "worker.h"
 
@@ -87,10 +88,11 @@ void ws_transport_close(conn_t *c, uint16_t code, const char *reason)
     if (c->ws_close_sent) return;
     c->ws_close_sent = true;
     c->close_code = code;
-    /* nothing follows a close frame (RFC 6455 5.5.1): conn_send drops events from
-     * now on, so a revoked or disconnected client stops receiving at once. (Its
-     * subscriptions stay until the socket closes: a Socket.IO session saves them
-     * for recovery then.) */
+    /* nothing follows a close frame (RFC 6455 5.5.1): out of every channel now, so
+     * a revoked or disconnected client stops receiving (and counting) at once */
+    if (c->ws_app && c->ws_app->on_closing) c->ws_app->on_closing(c);
+    hub_unsubscribe_all(c->worker->hub, c);
+    c->in_all = false;
     frame_t *f = frame_ws_close(code, reason);
     if (!f || conn_send(c, f, false) < 0) {
         conn_close(c);

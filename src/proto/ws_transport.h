@@ -27,6 +27,9 @@ typedef struct ws_app {
     void (*on_binary)(conn_t *c, uint8_t *data, size_t len);
     /* Teardown (the socket is already closed). */
     void (*on_close)(conn_t *c);
+    /* Optional: the server starts the close handshake; the connection is about to
+     * leave its channels (keep what must outlive it). */
+    void (*on_closing)(conn_t *c);
     /* Optional heartbeat of the protocol itself (Engine.IO's "2"): the frame to
      * send every interval instead of a WebSocket ping, and the two periods in ms.
      * NULL: WebSocket pings per heartbeat.interval_s / timeout_s. */

@@ -4,7 +4,7 @@
 // session that never polls, CORS). Apps modelled: a dashboard that sends
 // join-user-room with its wallet, stream and marketplace rooms, a backend that
 // POSTs /broadcast, a NestJS-style gateway with auth.token and a `connected` event.
-import { test, describe, before, after } from 'node:test';
+import { test, describe, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import http from 'node:http';
@@ -69,10 +69,13 @@ class Queue {
 const sockets = [];
 
 class Sio {
-  constructor(server, nsp = '/', opts = {}) {
+  // forceNew: each Sio is its own Engine.IO session; `socket` instead: another
+  // namespace on an existing Manager (multiplexed on one session)
+  constructor(server, nsp = '/', opts = {}, socket = null) {
     this.q = new Queue();
     this.disconnects = [];
-    this.socket = io(server.url(nsp), { reconnection: false, autoConnect: false, timeout: 5000, ...opts });
+    this.socket = socket ||
+      io(server.url(nsp), { reconnection: false, autoConnect: false, timeout: 5000, forceNew: true, ...opts });
     this.socket.onAny((event, ...args) => this.q.push({ event, args }));
     this.socket.on('disconnect', (reason) => { this.disconnects.push(reason); this.q.wake(); });
     sockets.push(this);
@@ -197,6 +200,7 @@ function openSSE(server, channels) {
 let server;
 
 before(async () => { server = await startHerald(MAIN_CONFIG); });
+afterEach(() => { for (const s of sockets.splice(0)) s.close(); });
 after(async () => {
   for (const s of sockets) s.close();
   await server.stop();
@@ -306,19 +310,26 @@ describe('namespaces', () => {
   test('"/" and "/admin" on one connection share rooms', T, async () => {
     const ch = uniq('shared');
     const root = await sioConnect(server, '/', { transports: ['polling'] });
-    const admin = await new Sio(server, '/admin', { transports: ['polling'] });
-    // the same Manager: one Engine.IO session carries both namespaces
-    admin.socket = root.socket.io.socket('/admin');
-    admin.socket.onAny((event, ...args) => admin.q.push({ event, args }));
-    await new Promise((resolve, reject) => {
-      admin.socket.once('connect', resolve);
-      admin.socket.once('connect_error', reject);
-      admin.socket.connect();
-      setTimeout(() => reject(new Error('no /admin connect within 5 s')), 5000);
-    });
+    const admin = await new Sio(server, '/admin', {}, root.socket.io.socket('/admin')).connect();
+    assert.equal(admin.socket.io, root.socket.io, 'one Manager, one Engine.IO session');
     assert.deepEqual(await root.ack('subscribe', ch), { success: true, room: ch });
     assert.deepEqual(await admin.ack('getRooms'), [ch]);
     admin.socket.disconnect();
+    assert.deepEqual(await root.ack('getRooms'), [ch], 'leaving /admin keeps the session\'s rooms');
+  });
+
+  test('multiplexed "/" and "/admin": a room joined through /admin delivers its events to the /admin socket', T, async () => {
+    // a page with its main socket and an admin panel socket, as io(url) and
+    // io(url + "/admin") give by default (one Manager)
+    const ch = uniq('admin-audit');
+    const root = await sioConnect(server, '/', { transports: ['websocket'] });
+    const admin = await new Sio(server, '/admin', {}, root.socket.io.socket('/admin')).connect();
+    assert.deepEqual(await admin.ack('subscribe', ch), { success: true, room: ch });
+    await publish(server, ch, 'audit', { who: 'ops' });
+    const ev = await admin.next('audit').catch((e) => {
+      throw new Error(`${e.message}; the "/" socket got: ${JSON.stringify(root.received('audit'))}`);
+    });
+    assertOneData(ev.args, { who: 'ops' });
   });
 
   test('an unknown namespace gets connect_error', T, async () => {
@@ -702,7 +713,6 @@ describe('connection state recovery', () => {
       assert.ok(at, `no reconnection within 5 s (disconnect reason ${reason})`);
       assert.ok(at >= publishedAt, 'reconnected before the missed events were published: inconclusive');
       assert.equal(s.socket.recovered, true, 'socket.recovered after reconnecting');
-      assert.equal(s.socket.id, firstId, 'a recovered socket keeps its id');
       const m1 = await s.next('missed', (d) => d === 2);
       const m2 = await s.next('missed', (d) => d === 3);
       assertOneData(m1.args, 2);
@@ -710,7 +720,10 @@ describe('connection state recovery', () => {
       await publish(server, ch, 'after', 4);
       await s.next('after');
       assert.equal(s.received('before').length, 0, 'an event received before the drop came again');
+      assert.deepEqual(await s.ack('getRooms'), [ch]);
       s.socket.io.reconnection(false);
+      // Socket.IO restores the socket's id with its state
+      assert.equal(s.socket.id, firstId, 'a recovered socket keeps its id');
     });
   }
 });
