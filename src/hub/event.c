@@ -93,6 +93,7 @@ event_t *event_create(const char *channel, size_t channel_len, const char *name,
     if (!e) return NULL;
     atomic_init(&e->refs, 1);
     e->offset = offset;
+    e->seq = 0;   /* set by the sequencer when the event becomes visible */
     e->wall_ms = wall_ms;
     if (id) {
         strncpy(e->id, id, UUID_STR_LEN - 1);

@@ -228,7 +228,23 @@ static void test_event_socketio_format_42_array(void **state)
     event_t *e = mk("market:m1", "price", "{\"p\":1.5}", 5, T2026);
     frame_t *f = event_frame(e, EVENT_FMT_SOCKETIO);
     assert_non_null(f);
-    assert_payload(f, "42[\"price\",{\"p\":1.5}]");
+    assert_payload(f, "42[\"price\",{\"p\":1.5},\"0\"]");
+    event_unref(e);
+}
+
+/* The trailing string is the connection-state-recovery offset: the sequence number
+ * the event got when it became visible; the raw form (long-polling) is the same
+ * text without the WebSocket header. */
+static void test_event_socketio_carries_recovery_offset(void **state)
+{
+    (void)state;
+    event_t *e = mk("jobs", "job_created", "{\"id\":1}", 3, T2026);
+    e->seq = 12345;
+    assert_payload(event_frame(e, EVENT_FMT_SOCKETIO), "42[\"job_created\",{\"id\":1},\"12345\"]");
+    frame_t *raw = event_frame(e, EVENT_FMT_SOCKETIO_RAW);
+    assert_non_null(raw);
+    assert_int_equal(raw->len, strlen("42[\"job_created\",{\"id\":1},\"12345\"]"));
+    assert_memory_equal(raw->data, "42[\"job_created\",{\"id\":1},\"12345\"]", raw->len);
     event_unref(e);
 }
 
@@ -237,7 +253,7 @@ static void test_event_socketio_array_data_is_one_argument(void **state)
     (void)state;
     /* SPEC 9.11: the data array stays one argument, and the name is escaped */
     event_t *e = mk("c", "a\"b", "[1,2]", 5, T2026);
-    assert_payload(event_frame(e, EVENT_FMT_SOCKETIO), "42[\"a\\\"b\",[1,2]]");
+    assert_payload(event_frame(e, EVENT_FMT_SOCKETIO), "42[\"a\\\"b\",[1,2],\"0\"]");
     event_unref(e);
 }
 
@@ -290,7 +306,7 @@ static void test_event_queued_frame_outlives_event(void **state)
     event_unref(e);
     assert_int_equal(atomic_load(&native->refs), 1);
     assert_int_equal(atomic_load(&sio->refs), 1);
-    assert_payload(sio, "42[\"x\",{\"k\":\"v\"}]");
+    assert_payload(sio, "42[\"x\",{\"k\":\"v\"},\"0\"]");
     size_t n;
     ws_text_payload(native, &n);
     assert_true(n > 0);
@@ -313,6 +329,7 @@ int main(void)
         cmocka_unit_test(test_event_data_format_is_data_alone),
         cmocka_unit_test(test_event_socketio_format_42_array),
         cmocka_unit_test(test_event_socketio_array_data_is_one_argument),
+        cmocka_unit_test(test_event_socketio_carries_recovery_offset),
         cmocka_unit_test(test_event_frame_encoded_once_same_pointer),
         cmocka_unit_test(test_event_refcount_last_unref_frees),
         cmocka_unit_test(test_event_queued_frame_outlives_event),
