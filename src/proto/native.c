@@ -195,7 +195,10 @@ static void handle_subscribe(conn_t *c, json_t *msg, json_t *id)
     json_array_foreach(list, i, v) {
         const char *name = json_string_value(v);
         size_t len = json_string_length(v);
-        if (!hub_is_subscribed(hub, c, name, len)) fresh++;
+        bool repeated = false;   /* a name given twice is one channel */
+        for (size_t k = 0; k < i && !repeated; k++)
+            repeated = json_equal(json_array_get(list, k), v);
+        if (!repeated && !hub_is_subscribed(hub, c, name, len)) fresh++;
         policy_verdict_t verdict = policy_check(cfg, &p, POLICY_SUBSCRIBE, name, len);
         if (verdict != VERDICT_ALLOW) {
             send_error(c, id, verdict == VERDICT_UNAUTHORIZED ? "unauthorized" : "forbidden",
@@ -273,7 +276,6 @@ static void finish_publish(pubwait_t *pw)
     conn_t *c = pw->conn;
     json_t *ctx = pw->ctx;
     json_t *id = json_object_get(ctx, "id");
-    if (json_is_null(id)) id = NULL;
     const char *channel = json_string_value(json_object_get(ctx, "channel"));
     if (c->state == CONN_OPEN && !c->ws_close_sent) {
         if (pw->status < 0)
@@ -315,7 +317,8 @@ static void handle_publish(conn_t *c, json_t *msg, json_t *id)
     }
     json_t *data = json_object_get(msg, "data");
     char *text = json_dumps(data ? data : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
-    json_t *ctx = json_pack("{sOss}", "id", id ? id : json_null(), "channel", name);
+    json_t *ctx = json_pack("{ss}", "channel", name);
+    if (ctx && id) json_object_set(ctx, "id", id);   /* absent stays absent; null is echoed */
     pubwait_t *pw = text && ctx ? pubwait_create(c, 1, false, finish_publish, ctx) : NULL;
     if (!pw) {
         send_error(c, id, "unavailable", "out of memory", name);

@@ -206,11 +206,6 @@ after(async () => {
   await server.stop();
 });
 
-async function closeAll() {
-  for (const s of sockets.splice(0)) s.close();
-  await waitFor(async () => (await stats(server)).connections.by_protocol.socketio === 0, 5000,
-    'no socketio connections left');
-}
 
 describe('transports', () => {
   test('websocket only: no polling request, events arrive', T, async () => {
@@ -621,9 +616,13 @@ describe('delivery', () => {
 });
 
 describe('observability and CORS', () => {
+  // its own server: counts start at 0 whatever earlier tests left behind
+  let server;
+  before(async () => { server = await startHerald(MAIN_CONFIG); });
+  after(async () => { await server.stop(); });
+  const byProto = async () => (await stats(server)).connections.by_protocol.socketio;
+
   test('/stats counts a Socket.IO connection once per session (polling, websocket, upgraded), 0 after disconnect', T, async () => {
-    await closeAll();
-    const byProto = async () => (await stats(server)).connections.by_protocol.socketio;
     const p = await sioConnect(server, '/', { transports: ['polling'] });
     await waitFor(async () => (await byProto()) === 1, 3000, 'socketio 1 (polling)');
     const w = await sioConnect(server, '/', { transports: ['websocket'] });
@@ -647,7 +646,6 @@ describe('observability and CORS', () => {
   });
 
   test('a raw polling session counts as one connection and ends on a close packet', T, async () => {
-    await closeAll();
     const open = await eioOpen(server);
     await waitFor(async () => (await stats(server)).connections.by_protocol.socketio === 1, 3000, 'socketio 1');
     const r = await eioPost(server, open.sid, '1');
@@ -683,6 +681,49 @@ describe('observability and CORS', () => {
     assert.deepEqual([r.status, JSON.parse(r.text).code], [400, 0]);
     r = await eioGet(server, 'AAAAAAAAAAAAAAAAAAAA');
     assert.deepEqual([r.status, JSON.parse(r.text).code], [400, 1]);
+  });
+
+  test('upgrade: a GET that arrives after 3probe is answered at once with a noop', T, async () => {
+    // socket.io-client pauses polling when the probe answers: it waits for the GET
+    // in flight to end. When that GET reaches the server only after 3probe was
+    // sent, it must be answered at once ("6"), or the upgrade stalls until the
+    // next ping (pingInterval, 25 s by default) and the client cannot even close.
+    const open = await eioOpen(server);
+    await eioPost(server, open.sid, '40');
+    await eioPollFor(server, open.sid, (r) => r.startsWith('40'), 'CONNECT reply');
+    const ws = new WebSocket(server.wsUrl(`/socket.io/?EIO=4&transport=websocket&sid=${open.sid}`));
+    const frames = new Queue();
+    ws.on('message', (d) => frames.push(d.toString()));
+    await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject); });
+    try {
+      ws.send('2probe');
+      await frames.next((f) => f === '3probe', 3000, '3probe');
+      const t0 = Date.now();
+      const r = await eioGet(server, open.sid, 2000).catch((e) => ({ status: 'none', text: e.message }));
+      assert.deepEqual([r.status, r.text], [200, '6'], `GET after 3probe (${Date.now() - t0} ms)`);
+    } finally {
+      ws.send('5');
+      ws.terminate();
+    }
+  });
+
+  test('a session in the middle of its upgrade probe counts once in /stats', T, async () => {
+    await waitFor(async () => (await byProto()) === 0, 5000, 'socketio 0 before');
+    const open = await eioOpen(server);
+    const ws = new WebSocket(server.wsUrl(`/socket.io/?EIO=4&transport=websocket&sid=${open.sid}`));
+    const frames = new Queue();
+    ws.on('message', (d) => frames.push(d.toString()));
+    await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject); });
+    try {
+      ws.send('2probe');
+      await frames.next((f) => f === '3probe', 3000, '3probe');
+      const st = await stats(server);
+      assert.equal(st.connections.by_protocol.socketio, 1, 'the probe WebSocket is counted as another connection');
+      assert.equal(st.connections.total, 1);
+    } finally {
+      ws.terminate();
+      await eioPost(server, open.sid, '1');
+    }
   });
 });
 
@@ -726,6 +767,53 @@ describe('connection state recovery', () => {
       assert.equal(s.socket.id, firstId, 'a recovered socket keeps its id');
     });
   }
+
+  // A raw WebSocket session: the frames after the open packet, in a queue.
+  async function rawSio(srv, query = '') {
+    const ws = new WebSocket(srv.wsUrl(`/socket.io/?EIO=4&transport=websocket${query}`));
+    const frames = new Queue();
+    ws.on('message', (d) => { const f = d.toString(); if (f === '2') ws.send('3'); else frames.push(f); });
+    ws.on('close', () => { frames.failure = 'websocket closed'; frames.wake(); });
+    await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject); });
+    await frames.next((f) => f[0] === '0', 3000, 'open packet');
+    return { ws, frames };
+  }
+
+  test('a pid taken by another identity recovers nothing: no rooms of the first user, no missed events', T, async () => {
+    const ch = uniq('csr-pub');
+    const a = await rawSio(server, `&token=${jwt({ sub: 'alice' })}`);
+    a.ws.send('40');
+    const { pid } = JSON.parse((await a.frames.next((f) => f.startsWith('40'), 3000, 'CONNECT reply')).slice(2));
+    assert.match(pid || '', /^[A-Za-z0-9_-]+$/, 'the CONNECT reply carries a pid');
+    a.ws.send(`421["subscribe","${ch}"]`);
+    await a.frames.next((f) => f.startsWith('431'), 3000, 'subscribe ack');
+    await publish(server, 'user:alice', 'private', { n: 1 });
+    const first = await a.frames.next((f) => f.startsWith('42["private"'), 3000, 'private event');
+    const offset = JSON.parse(first.slice(2)).at(-1);
+    assert.equal(typeof offset, 'string', `the event carries an offset: ${first}`);
+    a.ws.terminate();
+    await waitFor(async () => (await stats(server)).connections.by_channel['user:alice'] === undefined, 3000, 'alice gone');
+    await publish(server, 'user:alice', 'private', { n: 2 });
+
+    const m = await rawSio(server);   // anonymous, with alice's pid and offset
+    m.ws.send(`40${JSON.stringify({ pid, offset })}`);
+    const reply = JSON.parse((await m.frames.next((f) => f.startsWith('40'), 3000, 'CONNECT reply')).slice(2));
+    assert.notEqual(reply.pid, pid, 'recovered another user\'s session');
+    m.ws.send('421["getRooms"]');
+    assert.equal(await m.frames.next((f) => f.startsWith('431'), 3000, 'getRooms ack'), '431[[]]');
+    await sleep(200);
+    assert.deepEqual(m.frames.items.filter((f) => f.startsWith('42["private"')), [], 'events of user:alice delivered');
+    m.ws.terminate();
+  });
+
+  test('an unknown pid: a fresh session, recovered false', T, async () => {
+    const r = await rawSio(server);
+    r.ws.send('40{"pid":"AAAAAAAAAAAAAAAAAAAA","offset":"1"}');
+    const reply = JSON.parse((await r.frames.next((f) => f.startsWith('40'), 3000, 'CONNECT reply')).slice(2));
+    assert.notEqual(reply.pid, 'AAAAAAAAAAAAAAAAAAAA');
+    assert.match(reply.sid, /^[A-Za-z0-9_-]+$/);
+    r.ws.terminate();
+  });
 });
 
 describe('heartbeat and anonymous: false', () => {
