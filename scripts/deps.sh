@@ -13,7 +13,7 @@ build_pkgs=(build-essential pkg-config libssl-dev zlib1g-dev libjansson-dev libj
             libhiredis-dev libsqlite3-dev libhttp-parser-dev uuid-runtime)
 test_pkgs=(clang libclang-rt-14-dev libcmocka-dev curl python3 python3-websockets
            python3-socketio redis-server chromium)
-bench_pkgs=(nginx-light libnginx-mod-nchan)
+bench_pkgs=(nginx-light libnginx-mod-nchan wrk)
 
 want=("${build_pkgs[@]}")
 case "$mode" in
