@@ -780,6 +780,7 @@ static const field_t socketio_fields[] = {
     FU32("ping_interval_ms", socketio.ping_interval_ms, 1, 86400000),
     FU32("ping_timeout_ms", socketio.ping_timeout_ms, 1, 86400000),
     FSTRN("connected_event", socketio.connected_event, NULL),
+    FBOOL("recovery", socketio.recovery),
 };
 
 /* ------------------------------------------------------------------ auth, socketio */

@@ -78,6 +78,7 @@ typedef struct config {
         uint32_t ping_interval_ms;         /* 25000 */
         uint32_t ping_timeout_ms;          /* 20000 */
         char *connected_event;             /* NULL */
+        bool recovery;                     /* false: connection state recovery (pid and offsets) */
         json_t *join_events;               /* object event -> template; owned reference */
         json_t *leave_events;
     } socketio;

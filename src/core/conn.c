@@ -365,6 +365,15 @@ void conn_become_client(conn_t *c, int proto)
     c->conn_id[8] = (uint8_t)((c->conn_id[8] & 0x3f) | 0x80);
 }
 
+void conn_forget_client(conn_t *c)
+{
+    if (!c->counted) return;
+    server_t *s = c->worker->server;
+    c->counted = false;
+    atomic_fetch_sub_explicit(&s->metrics.connections[c->proto], 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&s->client_connections, 1, memory_order_relaxed);
+}
+
 void conn_pause_reading(conn_t *c, bool paused)
 {
     if (c->state == CONN_CLOSED || c->read_paused == paused) return;

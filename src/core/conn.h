@@ -157,6 +157,9 @@ void conn_close_after_flush(conn_t *c);
  * connection id, and in $all. */
 void conn_become_client(conn_t *c, int proto);
 
+/* Undoes conn_become_client's counting (the connection is not a client of its own). */
+void conn_forget_client(conn_t *c);
+
 /* Stops or resumes watching for input (the kernel buffers it meanwhile). */
 void conn_pause_reading(conn_t *c, bool paused);
 

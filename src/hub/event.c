@@ -47,15 +47,19 @@ static frame_t *encode(const event_t *e, event_format_t fmt)
         rc = buf_append(&b, e->data, e->data_len);
         break;
     case EVENT_FMT_SOCKETIO:
-    case EVENT_FMT_SOCKETIO_RAW: {
-        /* the trailing string is the connection-state-recovery offset that
-         * socket.io-client 4.6+ keeps and sends back when it reconnects */
+    case EVENT_FMT_SOCKETIO_RAW:
+    case EVENT_FMT_SOCKETIO_REC:
+    case EVENT_FMT_SOCKETIO_REC_RAW: {
         rc = buf_append_str(&b, "42[");
         rc |= buf_append_json_str(&b, e->name, e->name_len);
         rc |= buf_append_str(&b, ",");
         rc |= buf_append(&b, e->data, e->data_len);
-        rc |= buf_printf(&b, ",\"%llu\"]", (unsigned long long)e->seq);
-        if (fmt == EVENT_FMT_SOCKETIO) break;
+        /* with recovery, the trailing string is the offset socket.io-client 4.6+
+         * keeps and sends back when it reconnects */
+        if (fmt == EVENT_FMT_SOCKETIO_REC || fmt == EVENT_FMT_SOCKETIO_REC_RAW)
+            rc |= buf_printf(&b, ",\"%llu\"", (unsigned long long)e->seq);
+        rc |= buf_append_str(&b, "]");
+        if (fmt == EVENT_FMT_SOCKETIO || fmt == EVENT_FMT_SOCKETIO_REC) break;
         frame_t *raw = rc ? NULL : frame_from(b.data, b.len);
         buf_free(&b);
         return raw;

@@ -21,9 +21,11 @@
 typedef enum event_format {
     EVENT_FMT_NATIVE = 0,   /* WebSocket text frame: the section-3 envelope */
     EVENT_FMT_DATA,         /* WebSocket text frame: the event's data alone (route format "data") */
-    EVENT_FMT_SOCKETIO,     /* WebSocket text frame: 42["<event>",<data>,"<seq>"] (seq: the recovery offset) */
+    EVENT_FMT_SOCKETIO,     /* WebSocket text frame: 42["<event>",<data>] */
     EVENT_FMT_SSE,          /* "event: <event>\ndata: <envelope>\n\n" (the id line is per connection) */
     EVENT_FMT_SOCKETIO_RAW, /* 42["<event>",<data>] alone: an Engine.IO long-polling record */
+    EVENT_FMT_SOCKETIO_REC, /* with connection state recovery: 42["<event>",<data>,"<seq>"] */
+    EVENT_FMT_SOCKETIO_REC_RAW,
     EVENT_FMT_COUNT
 } event_format_t;
 

@@ -43,6 +43,7 @@ typedef struct saved_session {
     struct saved_session *fifo_next;
     uint64_t expires_ms;
     char pid[SID_LEN + 1];
+    char socket_id[SID_LEN + 1];   /* given back: a recovered socket keeps its id */
     char **rooms;
     size_t room_count;
 } saved_session_t;
@@ -95,7 +96,8 @@ static void saved_put(sio_registry_t *r, saved_session_t *v)
 
 /* Takes the saved session out (it can be recovered once); the caller owns the
  * rooms moved into *rooms. */
-static bool saved_take(sio_registry_t *r, const char *pid, size_t len, char ***rooms, size_t *count)
+static bool saved_take(sio_registry_t *r, const char *pid, size_t len, char ***rooms, size_t *count,
+                       char socket_id[SID_LEN + 1])
 {
     if (len != SID_LEN) return false;
     pthread_mutex_lock(&r->lock);
@@ -106,6 +108,7 @@ static bool saved_take(sio_registry_t *r, const char *pid, size_t len, char ***r
         v->node.key = NULL;   /* freed by expiry, from the FIFO */
         *rooms = v->rooms;
         *count = v->room_count;
+        memcpy(socket_id, v->socket_id, SID_LEN + 1);
         v->rooms = NULL;
         v->room_count = 0;
     }
@@ -190,6 +193,7 @@ typedef struct session {
     uint32_t namespaces;     /* bit 0: "/", bit i + 1: socketio.namespaces[i] */
     bool connected_once;     /* auto_join done */
     bool saved;              /* its rooms are kept for recovery already */
+    bool probed;             /* 3probe sent: polling is paused, GETs end at once */
     char *token;             /* ?token= of the handshake, for CONNECT without auth */
 } session_t;
 
@@ -253,11 +257,12 @@ static session_t *session_new(conn_t *sub, const http_request_t *req)
 static void save_for_recovery(session_t *s)
 {
     conn_t *c = s->sub;
-    if (!s->namespaces || s->saved || c->worker->shutting_down) return;
+    if (!s->namespaces || s->saved || c->worker->shutting_down || !c->worker->cfg->socketio.recovery) return;
     s->saved = true;
     saved_session_t *v = calloc(1, sizeof *v);
     if (!v) return;
     memcpy(v->pid, s->pid, sizeof v->pid);
+    memcpy(v->socket_id, s->socket_id, sizeof v->socket_id);
     v->rooms = calloc(c->sub_count + 1, sizeof *v->rooms);
     for (const sub_t *x = c->subs; v->rooms && x; x = x->conn_next)
         if ((v->rooms[v->room_count] = strndup(hub_channel_name(x), hub_channel_name_len(x)))) v->room_count++;
@@ -411,7 +416,7 @@ static char *room_template(const char *tmpl, json_t *arg)
 
 /* ---- Socket.IO packets ---- */
 
-static frame_t *event_frame_for(session_t *s, event_t *ev, bool raw);
+static frame_t *frame_for_nsp(session_t *s, event_t *ev, bool raw, int idx);
 
 /* Rejoins the rooms of the session `pid`, as far as the rules allow the new
  * connection, and collects what it missed after `offset`. Recovered only when
@@ -425,7 +430,8 @@ static void recover(session_t *s, const char *pid, size_t pid_len, const char *o
     server_t *srv = c->worker->server;
     char **rooms = NULL;
     size_t n = 0;
-    if (!saved_take(srv->sio, pid, pid_len, &rooms, &n)) return;
+    char socket_id[SID_LEN + 1];
+    if (!saved_take(srv->sio, pid, pid_len, &rooms, &n, socket_id)) return;
     char *end;
     unsigned long long seq = strtoull(offset, &end, 10);
     bool ok = *offset && !*end;
@@ -446,6 +452,7 @@ static void recover(session_t *s, const char *pid, size_t pid_len, const char *o
     }
     if (ok) {
         memcpy(s->pid, pid, SID_LEN);
+        memcpy(s->socket_id, socket_id, sizeof s->socket_id);
         *snaps_out = snaps;
         *n_out = n;
     } else if (snaps) {   /* not whole: as if nothing was kept */
@@ -490,15 +497,16 @@ static void on_connect(session_t *s, const sio_packet_t *p)
     json_t *pid = json_object_get(p->data, "pid"), *offset = json_object_get(p->data, "offset");
     seq_snapshot_t *snaps = NULL;
     size_t nsnaps = 0;
-    if (idx == 0 && json_is_string(pid) && json_is_string(offset))
+    bool rec = cfg->socketio.recovery;
+    if (rec && idx == 0 && json_is_string(pid) && json_is_string(offset))
         recover(s, json_string_value(pid), json_string_length(pid), json_string_value(offset), &snaps, &nsnaps);
     s->namespaces |= 1u << idx;
-    if (sio_encode_connect(&b, nsp, s->socket_id, s->pid) == 0) send_buf(s, &b);
+    if (sio_encode_connect(&b, nsp, s->socket_id, rec ? s->pid : NULL) == 0) send_buf(s, &b);
     else buf_free(&b);
     /* then what it missed, in order per room */
     for (size_t i = 0; i < nsnaps; i++) {
         for (size_t e = 0; e < snaps[i].event_count && c->state == CONN_OPEN; e++) {
-            frame_t *f = event_frame_for(s, snaps[i].events[e], c->is_virtual);
+            frame_t *f = frame_for_nsp(s, snaps[i].events[e], c->is_virtual, 0);
             if (f) conn_send(c, f, true);
         }
         seq_snapshot_release(&snaps[i]);
@@ -609,31 +617,41 @@ static bool on_packet(session_t *s, const eio_packet_t *ep)
 
 /* ---- delivery of published events ---- */
 
-/* The main namespace shares one frame per event; a session on other namespaces
- * only gets its own copy, prefixed with the first of them. */
-static frame_t *event_frame_for(session_t *s, event_t *ev, bool raw)
+/* An event for one namespace of the session. The main namespace shares one frame
+ * per event; another namespace gets its own copy, prefixed with its name. */
+static frame_t *frame_for_nsp(session_t *s, event_t *ev, bool raw, int idx)
 {
-    if (s->namespaces & 1u) return frame_ref(event_frame(ev, raw ? EVENT_FMT_SOCKETIO_RAW : EVENT_FMT_SOCKETIO));
     const config_t *cfg = s->sub->worker->cfg;
-    int idx = 1;
-    while (idx < 32 && !(s->namespaces & (1u << idx))) idx++;
-    if (idx == 32 || (size_t)(idx - 1) >= cfg->socketio.namespace_count) return NULL;   /* not connected yet */
-    const char *args[1] = {ev->data};
-    size_t lens[1] = {ev->data_len};
+    bool rec = cfg->socketio.recovery;
+    if (idx == 0)
+        return frame_ref(event_frame(ev, rec ? (raw ? EVENT_FMT_SOCKETIO_REC_RAW : EVENT_FMT_SOCKETIO_REC)
+                                             : (raw ? EVENT_FMT_SOCKETIO_RAW : EVENT_FMT_SOCKETIO)));
+    char offset[24];
+    int on = snprintf(offset, sizeof offset, "\"%llu\"", (unsigned long long)ev->seq);
+    const char *args[2] = {ev->data, offset};
+    size_t lens[2] = {ev->data_len, (size_t)on};
     buf_t b = {0};
     frame_t *f = NULL;
-    if (sio_encode_event(&b, cfg->socketio.namespaces[idx - 1], ev->name, ev->name_len, args, lens, 1) == 0)
+    if (sio_encode_event(&b, cfg->socketio.namespaces[idx - 1], ev->name, ev->name_len, args, lens, rec ? 2 : 1) == 0)
         f = raw ? frame_from(b.data, b.len) : frame_ws(WS_OP_TEXT, b.data, b.len);
     buf_free(&b);
     return f;
 }
 
+/* Rooms are shared by every namespace: an event reaches each namespace the
+ * session is connected to. */
 static bool deliver(conn_t *c, event_t *ev, bool raw)
 {
     session_t *s = session_of(c);
     if (!s || !s->namespaces) return false;   /* not connected to a namespace yet */
-    frame_t *f = event_frame_for(s, ev, raw);
-    return f && conn_send(c, f, true) == 0;
+    bool any = false;
+    for (int idx = 0; idx < 32; idx++) {
+        if (!(s->namespaces & (1u << idx))) continue;
+        frame_t *f = frame_for_nsp(s, ev, raw, idx);
+        if (!f || conn_send(c, f, true) < 0) break;
+        any = true;
+    }
+    return any;
 }
 
 static bool ws_on_event(conn_t *c, event_t *ev) { return deliver(c, ev, false); }
@@ -711,6 +729,7 @@ static void ws_on_close(conn_t *c)
     c->proto_data = NULL;
     if (s->probe == c) {
         s->probe = NULL;   /* a failed upgrade: polling goes on */
+        s->probed = false;
         return;
     }
     if (s->sub == c) session_end(s);
@@ -727,6 +746,7 @@ static void complete_upgrade(session_t *s, conn_t *ws)
     ws->auth = v->auth;
     v->auth = NULL;
     ws->rate = v->rate;
+    conn_become_client(ws, PROTO_SOCKETIO);
     memcpy(ws->conn_id, v->conn_id, sizeof ws->conn_id);
     ws->format = EVENT_FMT_SOCKETIO;
     /* packets queued for the next poll are re-framed for the WebSocket, in order */
@@ -754,6 +774,7 @@ static void probe_text(conn_t *c, char *data, size_t len)
     session_t *s = session_of(c);
     if (len == 6 && memcmp(data, "2probe", 6) == 0) {
         ws_transport_send_text(c, "3probe", 6);
+        s->probed = true;
         /* the client pauses polling now: end the pending GET so it can */
         if (s->poll) {
             conn_t *p = s->poll;
@@ -901,6 +922,10 @@ static void polling_request(conn_t *c, const http_request_t *req, session_t *s)
         else http_respond(c, 200, "text/html", "ok", 2, cors);
         return;
     }
+    if (s->probe && s->probed) {   /* upgrading: the client's last GET ends with a noop */
+        http_respond(c, 200, "text/plain; charset=UTF-8", "6", 1, cors);
+        return;
+    }
     if (s->poll) {   /* two GETs at once: Engine.IO closes the session */
         eio_error(c, 3, "Bad request");
         conn_close(s->sub);
@@ -966,6 +991,7 @@ void socketio_route(conn_t *c, http_request_t *req)
     if (!server_websocket_ok(c, req)) return;
     ws_transport_upgrade(c, req, &sio_ws_app, PROTO_SOCKETIO);
     if (c->state != CONN_OPEN) return;
+    conn_forget_client(c);   /* the session counts once: it is the polling one until the upgrade */
     s->probe = c;
     c->proto_data = s;
 }

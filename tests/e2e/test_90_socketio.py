@@ -115,6 +115,13 @@ class SocketIOPython(ServerCase):
     def socketio_count(self):
         return self.server.stats()["connections"]["by_protocol"]["socketio"]
 
+    def wait_socketio_count(self, n, timeout, what):
+        seen = []
+        try:
+            wait_until(lambda: seen.append(self.socketio_count()) or seen[-1] == n, timeout, what=what)
+        except AssertionError:
+            raise AssertionError("%s: /stats socketio stayed %r (expected %d)" % (what, seen[-5:], n))
+
     def assert_one_data(self, args, want):
         # the data is the first argument, whole; a trailing string would be the
         # connection-state-recovery offset socket.io-client 4.6+ keeps
@@ -138,9 +145,9 @@ class SocketIOPython(ServerCase):
         self.assertEqual(sorted(sio.call("getRooms", timeout=WAIT)), sorted(["market:%s" % m, "user:alice"]))
         pong = sio.call("ping", timeout=WAIT)
         self.assertEqual(pong.get("type"), "pong")
-        wait_until(lambda: self.socketio_count() == 1, 3.0, what="one socketio connection in /stats")
+        self.wait_socketio_count(1, 3.0, "one socketio connection in /stats")
         sio.disconnect()
-        wait_until(lambda: self.socketio_count() == 0, 5.0, what="socketio 0 after disconnect")
+        self.wait_socketio_count(0, 5.0, "socketio 0 after disconnect")
 
     def test_websocket_core_scenario(self):
         self.core_scenario(["websocket"])

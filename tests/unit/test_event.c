@@ -228,7 +228,7 @@ static void test_event_socketio_format_42_array(void **state)
     event_t *e = mk("market:m1", "price", "{\"p\":1.5}", 5, T2026);
     frame_t *f = event_frame(e, EVENT_FMT_SOCKETIO);
     assert_non_null(f);
-    assert_payload(f, "42[\"price\",{\"p\":1.5},\"0\"]");
+    assert_payload(f, "42[\"price\",{\"p\":1.5}]");
     event_unref(e);
 }
 
@@ -240,8 +240,9 @@ static void test_event_socketio_carries_recovery_offset(void **state)
     (void)state;
     event_t *e = mk("jobs", "job_created", "{\"id\":1}", 3, T2026);
     e->seq = 12345;
-    assert_payload(event_frame(e, EVENT_FMT_SOCKETIO), "42[\"job_created\",{\"id\":1},\"12345\"]");
-    frame_t *raw = event_frame(e, EVENT_FMT_SOCKETIO_RAW);
+    assert_payload(event_frame(e, EVENT_FMT_SOCKETIO_REC), "42[\"job_created\",{\"id\":1},\"12345\"]");
+    assert_payload(event_frame(e, EVENT_FMT_SOCKETIO), "42[\"job_created\",{\"id\":1}]");
+    frame_t *raw = event_frame(e, EVENT_FMT_SOCKETIO_REC_RAW);
     assert_non_null(raw);
     assert_int_equal(raw->len, strlen("42[\"job_created\",{\"id\":1},\"12345\"]"));
     assert_memory_equal(raw->data, "42[\"job_created\",{\"id\":1},\"12345\"]", raw->len);
@@ -253,7 +254,7 @@ static void test_event_socketio_array_data_is_one_argument(void **state)
     (void)state;
     /* SPEC 9.11: the data array stays one argument, and the name is escaped */
     event_t *e = mk("c", "a\"b", "[1,2]", 5, T2026);
-    assert_payload(event_frame(e, EVENT_FMT_SOCKETIO), "42[\"a\\\"b\",[1,2],\"0\"]");
+    assert_payload(event_frame(e, EVENT_FMT_SOCKETIO), "42[\"a\\\"b\",[1,2]]");
     event_unref(e);
 }
 
@@ -306,7 +307,7 @@ static void test_event_queued_frame_outlives_event(void **state)
     event_unref(e);
     assert_int_equal(atomic_load(&native->refs), 1);
     assert_int_equal(atomic_load(&sio->refs), 1);
-    assert_payload(sio, "42[\"x\",{\"k\":\"v\"},\"0\"]");
+    assert_payload(sio, "42[\"x\",{\"k\":\"v\"}]");
     size_t n;
     ws_text_payload(native, &n);
     assert_true(n > 0);
