@@ -394,22 +394,36 @@ static json_t *leave(conn_t *c, const char *room)
     return json_pack("{sbss}", "success", 1, "room", room);
 }
 
-/* "user:{0}" with {0} the event's first argument (a string or an integer). */
-static char *room_template(const char *tmpl, json_t *arg)
+/* "user:{0}": {0}, {1}, ... are the event's arguments (strings or integers),
+ * {sub} the connection's user. NULL when a placeholder has no such value. */
+static char *room_template(const char *tmpl, json_t *event_array, const char *user)
 {
-    char first[128] = "";
-    if (json_is_string(arg)) snprintf(first, sizeof first, "%s", json_string_value(arg));
-    else if (json_is_integer(arg)) snprintf(first, sizeof first, "%lld", (long long)json_integer_value(arg));
-    else if (strstr(tmpl, "{0}")) return NULL;
     buf_t b = {0};
     for (const char *p = tmpl; *p;) {
-        if (strncmp(p, "{0}", 3) == 0) {
-            buf_append_str(&b, first);
-            p += 3;
-        } else {
+        const char *close = *p == '{' ? strchr(p, '}') : NULL;
+        if (!close) {
             buf_append(&b, p, 1);
             p++;
+            continue;
         }
+        char value[128] = "";
+        bool ok = false;
+        if (close - p == 4 && memcmp(p, "{sub}", 5) == 0) {
+            ok = user != NULL;
+            if (ok) snprintf(value, sizeof value, "%s", user);
+        } else {
+            char *end;
+            long n = strtol(p + 1, &end, 10);
+            json_t *arg = end == close && n >= 0 && n < 16 ? json_array_get(event_array, (size_t)n + 1) : NULL;
+            if (json_is_string(arg)) ok = (size_t)snprintf(value, sizeof value, "%s", json_string_value(arg)) < sizeof value;
+            else if (json_is_integer(arg)) ok = snprintf(value, sizeof value, "%lld", (long long)json_integer_value(arg)) > 0;
+        }
+        if (!ok) {
+            buf_free(&b);
+            return NULL;
+        }
+        buf_append_str(&b, value);
+        p = close + 1;
     }
     return b.data ? b.data : strdup("");
 }
@@ -558,8 +572,8 @@ static void on_event(session_t *s, const sio_packet_t *p)
         json_t *leave_tmpl = json_object_get(cfg->socketio.leave_events, name);
         json_t *tmpl = join_tmpl ? join_tmpl : leave_tmpl;
         if (json_is_string(tmpl)) {
-            char *room = room_template(json_string_value(tmpl), arg);
-            if (!room) ack = refusal("bad_request", "this event needs a string or number argument");
+            char *room = room_template(json_string_value(tmpl), p->data, c->user);
+            if (!room) ack = refusal("bad_request", "this event needs string or number arguments for its room");
             else if (join_tmpl) ack = strcmp(room, "$all") == 0 ? refusal("bad_request", "clients cannot join $all")
                                                                 : join(c, room);
             else ack = leave(c, room);
