@@ -96,6 +96,7 @@ bench:
 	@$(MAKE) --no-print-directory build/bench/loadgen
 	@$(MAKE) --no-print-directory $(REL)/herald || echo "bench: herald does not build; measuring the peers only" >&2
 	@bench/run.sh
+	@bench/extras.sh
 
 clean:
 	rm -rf build
