@@ -739,6 +739,7 @@ static const field_t history_fields[] = {
     FU32("size", history.size, 0, HISTORY_SIZE_MAX),
     FU32("ttl_s", history.ttl_s, 1, UINT32_MAX),
     FBOOL("durable", history.durable),
+    FBOOL("fsync", history.fsync),
     FU32("idempotency_ttl_s", history.idempotency_ttl_s, 1, UINT32_MAX),
 };
 

@@ -84,7 +84,7 @@ typedef struct config {
     } socketio;
 
     struct { uint32_t interval_s, timeout_s; } heartbeat;          /* 30, 10 */
-    struct { uint32_t size, ttl_s; bool durable; uint32_t idempotency_ttl_s; } history; /* 100, 300, true, 300 */
+    struct { uint32_t size, ttl_s; bool durable; uint32_t idempotency_ttl_s; bool fsync; } history; /* 100, 300, true, 300, false */
     struct {
         uint32_t max_connections;              /* 100000 */
         uint32_t max_channels_per_connection;  /* 100 */

@@ -215,7 +215,7 @@ sequencer_t *sequencer_create(const config_t *cfg, sequencer_dispatch_fn dispatc
     s->ctx = ctx;
     s->cfg = cfg;
     if (cfg->history.durable) {
-        s->store = store_open(cfg->data_dir, true, max_ttl(cfg), on_committed, s);
+        s->store = store_open(cfg->data_dir, cfg->history.fsync, max_ttl(cfg), on_committed, s);
         if (!s->store) {
             sequencer_destroy(s);
             return NULL;

@@ -38,9 +38,11 @@ typedef struct store_item {
  * batch, in queue order. The callee takes the event references and idem keys. */
 typedef void (*store_committed_fn)(void *arg, int status, store_item_t *items, size_t n);
 
-/* Opens (creating) data_dir/herald.db. synchronous_full: fsync every commit
- * (power-loss safe) rather than only survive a process crash. Returns NULL and logs
- * on failure. */
+/* Opens (creating) data_dir/herald.db. synchronous_full: fsync every commit, so a
+ * committed event survives power loss too; without it (SQLite's synchronous=NORMAL
+ * in WAL mode) a commit is a write to the log file, which survives any crash of
+ * herald itself (kill -9 included) and is synced at checkpoints. Returns NULL and
+ * logs on failure. */
 store_t *store_open(const char *data_dir, bool synchronous_full, uint32_t max_ttl_s,
                     store_committed_fn committed, void *arg);
 /* Stops the writer after it has committed everything queued; closes. */
