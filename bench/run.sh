@@ -94,6 +94,10 @@ fi
 declare -A UNAVAILABLE=()
 declare -A HERALD_FAILED=()
 node_ok() { command -v node >/dev/null && node -e "require('$1')" >/dev/null 2>&1; }
+# One copy of the binary for the whole run, so a rebuild meanwhile cannot mix versions.
+if [ -x "$HERALD" ]; then
+  cp "$HERALD" "$TMP/herald" && HERALD=$TMP/herald
+fi
 for s in $SERVERS; do
   case $s in
     herald|herald-sio)
