@@ -23,11 +23,14 @@
 static void on_io(loop_t *loop, loop_io_t *io, uint32_t revents);
 static void outq_consume(outq_t *q, size_t n);
 
-static void update_events(conn_t *c)
+/* What the connection waits for: input unless it ended or is paused, output
+ * readiness only after a short write. */
+static uint32_t wanted_events(const conn_t *c)
 {
-    uint32_t ev = (c->read_eof || c->read_paused ? 0 : EPOLLIN | EPOLLRDHUP) | (c->write_blocked ? EPOLLOUT : 0);
-    loop_io_modify(c->worker->loop, &c->io, ev);
+    return (c->read_eof || c->read_paused ? 0 : EPOLLIN | EPOLLRDHUP) | (c->write_blocked ? EPOLLOUT : 0);
 }
+
+static void update_events(conn_t *c) { loop_io_modify(c->worker->loop, &c->io, wanted_events(c)); }
 static void on_timer_fired(loop_t *loop, loop_timer_t *t);
 
 conn_t *conn_create(worker_t *w, int fd, const struct sockaddr *peer, socklen_t peer_len)
@@ -80,11 +83,7 @@ conn_t *conn_create_virtual(worker_t *w)
     return c;
 }
 
-void conn_watch(conn_t *c)
-{
-    uint32_t ev = (c->read_eof || c->read_paused ? 0 : EPOLLIN | EPOLLRDHUP) | (c->write_blocked ? EPOLLOUT : 0);
-    loop_io_add(c->worker->loop, &c->io, c->io.fd, ev, on_io);
-}
+void conn_watch(conn_t *c) { loop_io_add(c->worker->loop, &c->io, c->io.fd, wanted_events(c), on_io); }
 
 /* ---- send queue ---- */
 

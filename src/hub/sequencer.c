@@ -305,6 +305,13 @@ static seq_channel_t *get_or_create(sequencer_t *s, const char *name, size_t len
     return ch;
 }
 
+/* Lock held. A channel to read: one this node has not met yet may have a stored
+ * past, loaded now (the caller drops it again with maybe_drop if it stays idle). */
+static seq_channel_t *find_for_read(sequencer_t *s, const char *name, size_t len)
+{
+    return s->store ? get_or_create(s, name, len) : (seq_channel_t *)strmap_get(&s->channels, name, len);
+}
+
 /* Lock held. A channel with no subscribers and no events carries no state worth
  * keeping. (With events it keeps its offset: offsets never go back.) */
 static void maybe_drop(sequencer_t *s, seq_channel_t *ch)
@@ -486,9 +493,7 @@ void sequencer_unsubscribe(sequencer_t *s, const char *channel, size_t len)
 uint64_t sequencer_latest(sequencer_t *s, const char *channel, size_t len)
 {
     pthread_mutex_lock(&s->lock);
-    /* a channel this node has not met yet may have a stored past */
-    seq_channel_t *ch = s->store ? get_or_create(s, channel, len)
-                                 : (seq_channel_t *)strmap_get(&s->channels, channel, len);
+    seq_channel_t *ch = find_for_read(s, channel, len);
     uint64_t off = ch ? ch->dispatched : 0;
     if (ch) maybe_drop(s, ch);
     pthread_mutex_unlock(&s->lock);
@@ -501,9 +506,7 @@ int sequencer_history(sequencer_t *s, const char *channel, size_t len, bool has_
     memset(snap, 0, sizeof *snap);
     int rc = 0;
     pthread_mutex_lock(&s->lock);
-    /* a channel this node has not met yet may have a stored past */
-    seq_channel_t *ch = s->store ? get_or_create(s, channel, len)
-                                 : (seq_channel_t *)strmap_get(&s->channels, channel, len);
+    seq_channel_t *ch = find_for_read(s, channel, len);
     if (ch) {
         expire(ch, time_wall_ms());
         snap->latest = ch->dispatched;
@@ -518,8 +521,7 @@ bool sequencer_since_seq(sequencer_t *s, const char *channel, size_t len, uint64
 {
     bool known = false;
     pthread_mutex_lock(&s->lock);
-    seq_channel_t *ch = s->store ? get_or_create(s, channel, len)
-                                 : (seq_channel_t *)strmap_get(&s->channels, channel, len);
+    seq_channel_t *ch = find_for_read(s, channel, len);
     if (ch) {
         expire(ch, time_wall_ms());
         if (ch->ring_count == 0) {
