@@ -50,6 +50,7 @@ typedef struct disconnect_req {
     struct worker *origin;
     worker_fn done;           /* runs on origin with the request as argument, or NULL */
     conn_t *conn;             /* the HTTP request's connection (held), or NULL */
+    struct http_slot *slot;   /* its answer's place in line */
     int by;                   /* enum disconnect_by */
     char who[];               /* user (JWT sub), connection id or access token id */
 } disconnect_req_t;

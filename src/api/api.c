@@ -278,9 +278,10 @@ static void disconnect_done(worker_t *w, void *arg)
     (void)w;
     disconnect_req_t *r = arg;
     conn_t *c = r->conn;
+    if (r->slot) http_conn_answering(c, r->slot);
     if (c->state == CONN_OPEN)
         http_respond_json(c, 200, json_pack("{sbsI}", "success", 1, "disconnected", (json_int_t)atomic_load(&r->count)));
-    http_conn_resume(c);
+    if (r->slot) http_conn_answered(c, r->slot);
     conn_release(c);
     free(r);
 }
@@ -311,7 +312,7 @@ void api_disconnect(conn_t *c, const http_request_t *req)
     r->done = disconnect_done;
     r->conn = c;
     conn_hold(c);
-    http_conn_defer(c);
+    r->slot = http_conn_defer(c);   /* NULL (out of memory): the answer goes straight out */
     worker_broadcast_disconnect(s, r);
     json_decref(body);
 }

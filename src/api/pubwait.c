@@ -28,6 +28,7 @@ static void run_finish(struct worker *w, void *arg)
 {
     (void)w;
     pubwait_t *pw = arg;
+    if (pw->slot) http_conn_answering(pw->conn, pw->slot);   /* the answer takes its place in line */
     pw->finish(pw);
 }
 
@@ -38,8 +39,8 @@ static void one_done(pubwait_t *pw, int status, bool on_origin)
         atomic_compare_exchange_strong(&pw->status, &zero, status);
     }
     if (atomic_fetch_sub(&pw->outstanding, 1) != 1) return;
-    if (on_origin) pw->finish(pw);
-    else if (worker_call(pw->origin, run_finish, pw) < 0) pw->finish(pw);   /* cannot happen but out of memory */
+    if (on_origin) run_finish(pw->origin, pw);
+    else if (worker_call(pw->origin, run_finish, pw) < 0) run_finish(pw->origin, pw);   /* out of memory */
 }
 
 typedef struct slot {
@@ -82,14 +83,14 @@ void pubwait_publish(pubwait_t *pw, size_t i, const char *channel, size_t channe
 
 void pubwait_start(pubwait_t *pw)
 {
-    if (atomic_load(&pw->outstanding) > 1 && pw->http) http_conn_defer(pw->conn);
+    if (atomic_load(&pw->outstanding) > 1 && pw->http) pw->slot = http_conn_defer(pw->conn);
     one_done(pw, 0, true);
 }
 
 void pubwait_free(pubwait_t *pw)
 {
     conn_t *c = pw->conn;
-    if (pw->http && c->http_pending) http_conn_resume(c);
+    if (pw->slot) http_conn_answered(c, pw->slot);
     conn_release(c);
     free(pw);
 }

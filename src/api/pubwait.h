@@ -28,7 +28,8 @@ struct pubwait {
     void *ctx;                  /* the caller's */
     atomic_int outstanding;     /* publishes not yet acknowledged, + 1 while issuing */
     atomic_int status;          /* 0, or the first failure */
-    bool http;                  /* defer/resume the HTTP connection */
+    bool http;                  /* answered through an HTTP slot when it finishes later */
+    struct http_slot *slot;     /* that slot, or NULL (finished at once) */
     size_t count;
     publish_result_t results[]; /* one per publish, in issue order */
 };

@@ -4,6 +4,7 @@
 #include "core/tls.h"
 #include "core/util.h"
 #include "hub/hub.h"
+#include "http/http_conn.h"
 #include "http/http_request.h"
 #include "server.h"
 #include "worker.h"
@@ -436,6 +437,12 @@ void conn_free(conn_t *c)
         free(c->req);
     }
     ws_reader_deinit(&c->ws);
+    while (c->slots) {   /* HTTP answers never written: the connection closed first */
+        http_slot_t *s = c->slots;
+        c->slots = s->next;
+        frame_unref(s->response);
+        free(s);
+    }
     free(c->user);
     conn_auth_free(c->auth);
     free(c->stash);

@@ -90,7 +90,7 @@ struct conn {
     bool write_blocked;           /* EPOLLOUT armed: the kernel buffer was full */
     bool read_eof;                /* the peer closed its side: EPOLLIN no longer watched */
     bool read_paused;             /* input not wanted now (an HTTP response is pending) */
-    bool http_pending;            /* HTTP: the response to the current request comes later */
+    bool http_waiting;            /* HTTP: a held request waits for the answers ahead of it */
     uint16_t holds;               /* asynchronous work that still refers to this connection */
     bool websocket;               /* upgraded: speaks RFC 6455 frames */
     bool is_virtual;              /* no socket: a session between transports (Engine.IO polling) */
@@ -104,6 +104,9 @@ struct conn {
     struct http_request *req;
     uint8_t *stash;               /* pipelined bytes read while a response was pending */
     size_t stash_len;
+    struct http_slot *slots, *slots_tail;   /* answers in request order, some still pending */
+    struct http_slot *http_capture;          /* the slot an answer being given goes into */
+    uint16_t slot_count;
 
     /* session fields of a subscriber connection */
     uint8_t conn_id[16];

@@ -17,12 +17,27 @@ extern const conn_handler_t http_conn_handler;
 /* Makes a freshly accepted connection an HTTP one. */
 void http_conn_start(conn_t *c);
 
-/* A handler that answers later calls http_conn_defer (and conn_hold) before it
- * returns: reading stops, pipelined bytes wait. Once the response is queued, on the
- * connection's worker, http_conn_resume goes on with the next request (and the
- * handler conn_releases its hold). */
-void http_conn_defer(conn_t *c);
-void http_conn_resume(conn_t *c);
+/* Answers that come later (a publish waiting for its commit, a long-poll) keep
+ * their place: a handler calls http_conn_defer (and conn_hold) before it returns
+ * and gets a slot; pipelined requests behind it are read and routed meanwhile,
+ * their answers queued behind the slot. Later, on the connection's worker, the
+ * handler brackets its answer with http_conn_answering / http_conn_answered (then
+ * conn_releases its hold): answers leave strictly in request order. */
+typedef struct http_slot {
+    struct http_slot *next;
+    frame_t *response;   /* the answer, once given */
+    bool done;
+} http_slot_t;
+
+#define HTTP_MAX_PENDING 64   /* answers in flight before reading pauses */
+
+http_slot_t *http_conn_defer(conn_t *c);   /* NULL when out of memory */
+void http_conn_answering(conn_t *c, http_slot_t *slot);
+void http_conn_answered(conn_t *c, http_slot_t *slot);
+
+/* Where http_respond puts an answer: the slot being answered, behind pending
+ * answers, or straight on the connection. Takes the frame. */
+void http_conn_send_response(conn_t *c, frame_t *f);
 
 #define HTTP_REQUEST_TIMEOUT_MS 30000    /* a whole request, from its first byte */
 #define HTTP_IDLE_TIMEOUT_MS 60000       /* between keep-alive requests */

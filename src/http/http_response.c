@@ -1,5 +1,6 @@
 #include "http/http_response.h"
 #include "core/util.h"
+#include "http/http_conn.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -50,7 +51,7 @@ void http_respond(conn_t *c, int status, const char *content_type, const char *b
     }
     memcpy(f->data, head, (size_t)hl);
     if (len) memcpy(f->data + hl, body, len);
-    conn_send(c, f, false);
+    http_conn_send_response(c, f);
 }
 
 void http_respond_json_text(conn_t *c, int status, const char *json, size_t len)

@@ -189,6 +189,7 @@ typedef struct session {
     char pid[SID_LEN + 1];   /* private id for connection state recovery */
     conn_t *sub;             /* the subscriber: the virtual polling connection or the WebSocket */
     conn_t *poll;            /* a held HTTP connection whose GET waits for packets */
+    struct http_slot *poll_slot;   /* that GET's answer's place in line */
     conn_t *probe;           /* a WebSocket in the upgrade probe */
     uint32_t namespaces;     /* bit 0: "/", bit i + 1: socketio.namespaces[i] */
     bool connected_once;     /* auto_join done */
@@ -253,6 +254,8 @@ static session_t *session_new(conn_t *sub, const http_request_t *req)
     return s;
 }
 
+static void answer_poll(session_t *s, const char *body, size_t len);
+
 /* Keeps the rooms of a connected session for a while, for recovery. */
 static void save_for_recovery(session_t *s)
 {
@@ -274,19 +277,26 @@ static void session_end(session_t *s)
 {
     save_for_recovery(s);
     registry_remove(s->sub->worker->server->sio, s->sid);
-    if (s->poll) {
-        conn_t *p = s->poll;
-        s->poll = NULL;
-        if (p->state == CONN_OPEN) http_respond(p, 200, "text/plain; charset=UTF-8", "1", 1, NULL);
-        http_conn_resume(p);
-        conn_release(p);
-    }
+    if (s->poll) answer_poll(s, "1", 1);
     if (s->probe) {
         s->probe->proto_data = NULL;
         ws_transport_close(s->probe, WS_CLOSE_NORMAL, "session closed");
     }
     free(s->token);
     free(s);
+}
+
+/* Ends the waiting GET with body, in its place among the connection's answers. */
+static void answer_poll(session_t *s, const char *body, size_t len)
+{
+    conn_t *p = s->poll;
+    http_slot_t *slot = s->poll_slot;
+    s->poll = NULL;
+    s->poll_slot = NULL;
+    if (slot) http_conn_answering(p, slot);
+    if (p->state == CONN_OPEN) http_respond(p, 200, "text/plain; charset=UTF-8", body, len, NULL);
+    if (slot) http_conn_answered(p, slot);
+    conn_release(p);
 }
 
 /* ---- sending packets ---- */
@@ -773,13 +783,7 @@ static void complete_upgrade(session_t *s, conn_t *ws)
     s->sub = ws;
     ws->proto_data = s;
     v->proto_data = NULL;
-    if (s->poll) {   /* the waiting GET ends with a noop */
-        conn_t *p = s->poll;
-        s->poll = NULL;
-        if (p->state == CONN_OPEN) http_respond(p, 200, "text/plain; charset=UTF-8", "6", 1, NULL);
-        http_conn_resume(p);
-        conn_release(p);
-    }
+    if (s->poll) answer_poll(s, "6", 1);   /* the waiting GET ends with a noop */
     conn_close(v);
 }
 
@@ -790,13 +794,7 @@ static void probe_text(conn_t *c, char *data, size_t len)
         ws_transport_send_text(c, "3probe", 6);
         s->probed = true;
         /* the client pauses polling now: end the pending GET so it can */
-        if (s->poll) {
-            conn_t *p = s->poll;
-            s->poll = NULL;
-            if (p->state == CONN_OPEN) http_respond(p, 200, "text/plain; charset=UTF-8", "6", 1, NULL);
-            http_conn_resume(p);
-            conn_release(p);
-        }
+        if (s->poll) answer_poll(s, "6", 1);
     } else if (len == 1 && data[0] == '5') {
         complete_upgrade(s, c);
     }
@@ -828,22 +826,18 @@ static void poll_on_flush(conn_t *c)
 {
     session_t *s = session_of(c);
     if (!s || !s->poll || c->out.count == 0) return;
-    conn_t *p = s->poll;
-    s->poll = NULL;
-    if (p->state == CONN_OPEN) {
-        buf_t b = {0};
-        int rc = 0;
-        for (uint32_t i = 0; i < c->out.count; i++) {
-            out_item_t *it = &c->out.items[(c->out.head + i) % c->out.cap];
-            if (i) rc |= buf_append(&b, "\x1e", 1);
-            rc |= buf_append(&b, it->frame->data + it->offset, it->frame->len - it->offset);
-        }
-        if (rc == 0) http_respond(p, 200, "text/plain; charset=UTF-8", b.data, b.len, NULL);
-        buf_free(&b);
+    buf_t b = {0};
+    int rc = 0;
+    for (uint32_t i = 0; i < c->out.count; i++) {
+        out_item_t *it = &c->out.items[(c->out.head + i) % c->out.cap];
+        if (i) rc |= buf_append(&b, "\x1e", 1);
+        rc |= buf_append(&b, it->frame->data + it->offset, it->frame->len - it->offset);
     }
-    conn_output_written(c);
-    http_conn_resume(p);
-    conn_release(p);
+    if (rc == 0) {
+        answer_poll(s, b.data, b.len);
+        conn_output_written(c);
+    }
+    buf_free(&b);
 }
 
 static void poll_on_close(conn_t *c)
@@ -947,7 +941,7 @@ static void polling_request(conn_t *c, const http_request_t *req, session_t *s)
     }
     s->poll = c;
     conn_hold(c);
-    http_conn_defer(c);
+    s->poll_slot = http_conn_defer(c);   /* NULL (out of memory): answered straight */
     if (s->sub->out.count > 0) poll_on_flush(s->sub);
 }
 
