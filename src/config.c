@@ -1,4 +1,5 @@
 #include "config.h"
+#include "cluster/redis_io.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -315,21 +316,15 @@ static bool check_cidr(const char *s, char *why, size_t wl)
     return ok;
 }
 
+/* The same parser the Redis engine uses, so `config check` refuses what serve would. */
 static bool check_redis_url(const char *s, char *why, size_t wl)
 {
-    const char *rest = NULL;
-    if (strncmp(s, "redis://", 8) == 0) rest = s + 8;
-    else if (strncmp(s, "rediss://", 9) == 0) rest = s + 9;
-    if (!rest) {
-        snprintf(why, wl, "must start with redis:// or rediss://");
+    redis_url_t u;
+    if (has_space_or_ctl(s) || redis_url_parse(s, &u, why, wl) < 0) {
+        if (has_space_or_ctl(s)) snprintf(why, wl, "must not contain spaces or control characters");
         return false;
     }
-    const char *at = strchr(rest, '@');
-    if (at) rest = at + 1;
-    if (*rest == '\0' || *rest == ':' || *rest == '/' || has_space_or_ctl(rest)) {
-        snprintf(why, wl, "has no host");
-        return false;
-    }
+    redis_url_free(&u);
     return true;
 }
 

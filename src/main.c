@@ -21,7 +21,7 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: herald <command> [options]\n"
             "  serve [--config F] [--listen H:P] [--data-dir D] [--api-key K] [--jwt-secret S]\n"
-            "        [--redis URL] [--log-level L] [--workers N]\n"
+            "        [--redis URL] [--node-id ID] [--log-level L] [--workers N]\n"
             "  publish [--url U] [--api-key K] CHANNEL EVENT [DATA|-]\n"
             "  tail [--url ws://…/ws] [--token T] [--since N] CHANNEL...\n"
             "  token create --channel C [--channel C2] [--label L] [--data-dir D | --config F]\n"
@@ -46,7 +46,7 @@ static int load_serve_config(config_t *cfg, int argc, char **argv, config_proble
         {"data-dir", required_argument, 0, 'd'},   {"api-key", required_argument, 0, 'k'},
         {"jwt-secret", required_argument, 0, 'j'}, {"redis", required_argument, 0, 'r'},
         {"log-level", required_argument, 0, 'v'},  {"workers", required_argument, 0, 'w'},
-        {0, 0, 0, 0}};
+        {"node-id", required_argument, 0, 'n'},    {0, 0, 0, 0}};
     /* first pass: only --config, so the file is applied before the other flags */
     const char *file = NULL;
     optind = 1;
@@ -75,6 +75,7 @@ static int load_serve_config(config_t *cfg, int argc, char **argv, config_proble
         case 'r': key = "redis_url"; flag = "--redis"; break;
         case 'v': key = "log_level"; flag = "--log-level"; break;
         case 'w': key = "workers"; flag = "--workers"; break;
+        case 'n': key = "node_id"; flag = "--node-id"; break;
         default: continue;
         }
         config_apply_option(cfg, key, optarg, flag, pr);

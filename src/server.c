@@ -3,6 +3,7 @@
 #include "auth/iplimit.h"
 #include "auth/jwt.h"
 #include "auth/tokens.h"
+#include "cluster/cluster.h"
 #include "core/tls.h"
 #include "core/err.h"
 #include "http/http_request.h"
@@ -71,6 +72,133 @@ void server_dispatch(void *ctx, event_t *ev)
     }
 }
 
+/* ---- the cluster engine's hooks (its thread) ---- */
+
+static void on_cluster_event(void *ctx, event_t *ev, bool own)
+{
+    server_t *s = ctx;
+    sequencer_cluster_event(s->seq, ev, own);
+}
+
+static void on_cluster_synced(void *ctx, const char *channel, size_t len, int status, uint64_t offset,
+                              event_t **events, size_t count)
+{
+    server_t *s = ctx;
+    sequencer_cluster_synced(s->seq, channel, len, status, offset, events, count);
+}
+
+static void on_cluster_link(void *ctx, bool up, const char *epoch)
+{
+    server_t *s = ctx;
+    if (!sequencer_cluster_link(s->seq, up, epoch)) return;
+    log_msg(LOG_WARN, "the cluster's epoch changed (Redis lost its data): closing every client with 1012", "epoch",
+            epoch, NULL);
+    disconnect_req_t *r = calloc(1, sizeof *r + 1);
+    if (!r) return;
+    r->by = DISCONNECT_ALL;
+    worker_broadcast_disconnect(s, r);
+}
+
+/* Runs on worker 0 once this node's workers closed what another node asked for. */
+static void remote_disconnect_done(worker_t *w, void *arg)
+{
+    disconnect_req_t *r = arg;
+    cluster_disconnect_answer(w->server->cluster, r->reply, atomic_load(&r->count));
+    free(r);
+}
+
+static void on_cluster_disconnect(void *ctx, int by, const char *who, void *reply)
+{
+    server_t *s = ctx;
+    size_t len = strlen(who);
+    disconnect_req_t *r = calloc(1, sizeof *r + len + 1);
+    if (!r) {
+        cluster_disconnect_answer(s->cluster, reply, 0);
+        return;
+    }
+    memcpy(r->who, who, len);
+    r->by = by;
+    r->reply = reply;
+    r->origin = &s->workers[0];
+    r->done = remote_disconnect_done;
+    worker_broadcast_disconnect(s, r);
+}
+
+static void on_cluster_stats(void *ctx, buf_t *b)
+{
+    server_t *s = ctx;
+    buf_printf(b,
+               "\"connections\":%ld,\"channels\":%ld,\"messages\":{\"published\":%lu,\"delivered\":%lu,"
+               "\"dropped\":%lu},\"uptime_s\":%llu",
+               metrics_connections_total(&s->metrics), sequencer_active_channels(s->seq),
+               atomic_load(&s->metrics.published), atomic_load(&s->metrics.delivered),
+               atomic_load(&s->metrics.dropped),
+               (unsigned long long)((time_mono_ms() - s->started_mono_ms) / 1000));
+}
+
+/* The other nodes answered (or 1 s passed): back to the request's worker. */
+static void cluster_counted(void *arg, long count)
+{
+    disconnect_req_t *r = arg;
+    atomic_fetch_add(&r->count, count);
+    if (r->then) worker_call(r->origin, r->then, r);
+    else free(r);
+}
+
+/* This node's workers are done: now the other nodes. */
+static void local_counted(worker_t *w, void *arg)
+{
+    disconnect_req_t *r = arg;
+    if (cluster_disconnect(w->server->cluster, r->by, r->who, cluster_counted, r) < 0) cluster_counted(r, 0);
+}
+
+int server_disconnect_everywhere(server_t *s, disconnect_req_t *r)
+{
+    if (!s->cluster || r->by == DISCONNECT_ALL) return worker_broadcast_disconnect(s, r);
+    r->then = r->done;
+    if (!r->origin) r->origin = &s->workers[0];
+    r->done = local_counted;
+    return worker_broadcast_disconnect(s, r);
+}
+
+/* "<hostname>-<port>", in node_id's character set. */
+static void resolve_node_id(server_t *s, const config_t *cfg)
+{
+    if (cfg->node_id && strcmp(cfg->node_id, "auto") != 0) {
+        snprintf(s->node_id, sizeof s->node_id, "%s", cfg->node_id);
+        return;
+    }
+    char host[48] = "node";
+    gethostname(host, sizeof host - 1);
+    host[sizeof host - 1] = '\0';
+    for (char *p = host; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '.' ||
+              *p == '_' || *p == '-'))
+            *p = '_';
+    snprintf(s->node_id, sizeof s->node_id, "%s-%u", host[0] ? host : "node", cfg->listen_port);
+}
+
+static int start_cluster(server_t *s, const config_t *cfg)
+{
+    cluster_hooks_t hooks = {.ctx = s,
+                             .event = on_cluster_event,
+                             .synced = on_cluster_synced,
+                             .link = on_cluster_link,
+                             .disconnect = on_cluster_disconnect,
+                             .stats = on_cluster_stats};
+    char why[256];
+    s->cluster = cluster_create(cfg, s->node_id, &hooks, why, sizeof why);
+    if (!s->cluster) {
+        log_msg(LOG_ERROR, "cannot use redis.url", "error", why, NULL);
+        return HERALD_EINVAL;
+    }
+    if (cfg->history.durable)
+        log_msg(LOG_INFO, "redis.url is set: history and offsets live in Redis (the local store keeps access tokens)",
+                NULL);
+    if (sequencer_attach_cluster(s->seq, s->cluster) < 0) return HERALD_ENOMEM;
+    return 0;
+}
+
 int server_start(server_t *s, const config_t *cfg)
 {
     memset(s, 0, sizeof *s);
@@ -83,6 +211,11 @@ int server_start(server_t *s, const config_t *cfg)
     s->iplimit = iplimit_create();
     s->sio = sio_registry_create();
     if (!s->sio) return HERALD_ENOMEM;
+    resolve_node_id(s, cfg);
+    if (cfg->redis.url) {
+        int rc = start_cluster(s, cfg);
+        if (rc < 0) return rc;
+    }
     s->trusted_proxies = calloc(cfg->trusted_proxy_count + 1, sizeof *s->trusted_proxies);
     s->worker_count = worker_count_for(cfg);
     s->workers = calloc(s->worker_count, sizeof *s->workers);
@@ -122,6 +255,7 @@ int server_start(server_t *s, const config_t *cfg)
             return rc;
         }
     }
+    if (s->cluster && cluster_start(s->cluster) < 0) return HERALD_EIO;
     for (unsigned i = 0; i < s->worker_count; i++) {
         int rc = worker_start(&s->workers[i]);
         if (rc < 0) return rc;
@@ -129,7 +263,7 @@ int server_start(server_t *s, const config_t *cfg)
     char n[16];
     snprintf(n, sizeof n, "%u", s->worker_count);
     log_msg(LOG_INFO, "listening", "address", cfg->listen, "workers", n, "tls", s->tls_ctx ? "on" : "off", "version",
-            HERALD_VERSION, NULL);
+            HERALD_VERSION, "node", s->node_id, "redis", cfg->redis.url ? "on" : "off", NULL);
     if (cfg->api_key_count == 0)
         log_msg(LOG_WARN, "no api_keys configured: the HTTP API accepts direct loopback requests only", NULL);
     return 0;
@@ -144,6 +278,8 @@ void server_stop(server_t *s)
     /* No worker publishes any more: commit what is queued; its events and
      * acknowledgements land in the inboxes drained below. */
     sequencer_flush(s->seq);
+    /* Publishes still waiting for Redis are answered (or failed) before it goes. */
+    cluster_stop(s->cluster);
     /* Work still in flight between workers (calls, disconnect requests) completes
      * before anything is freed, so no worker posts into a freed inbox. */
     for (size_t pending = 1; pending;) {
@@ -153,6 +289,8 @@ void server_stop(server_t *s)
     for (unsigned i = 0; i < s->worker_count; i++) worker_deinit(&s->workers[i]);
     free(s->workers);
     s->workers = NULL;
+    cluster_destroy(s->cluster);
+    s->cluster = NULL;
     sequencer_destroy(s->seq);
     s->seq = NULL;
     iplimit_destroy(s->iplimit);

@@ -19,6 +19,7 @@ struct event;
 struct sequencer;
 struct conn;
 struct http_request;
+struct disconnect_req;
 
 typedef struct server {
     const config_t *cfg;
@@ -34,6 +35,8 @@ typedef struct server {
     struct tokens *tokens;            /* access tokens in the data dir's store */
     struct ssl_ctx_st *tls_ctx;       /* NULL: plain TCP */
     struct sio_registry *sio;         /* Socket.IO session ids -> owning worker */
+    struct cluster *cluster;          /* the Redis engine, when redis.url is set */
+    char node_id[65];                 /* node_id, "auto" resolved */
     int64_t tokens_checked_ms;        /* revocations seen up to here (worker 0 polls) */
     struct cidr *trusted_proxies;     /* parsed from the config */
     size_t trusted_proxy_count;
@@ -65,6 +68,10 @@ void server_route(struct conn *c, struct http_request *req);
 /* Any thread: delivers a sequenced event to every worker (called by the sequencer
  * in offset order). Takes no reference of its own: adds one per worker. */
 void server_dispatch(void *server, struct event *ev);
+
+/* Any thread: closes matching clients on every node (this one first), then runs
+ * r->done on r->origin with the total in r->count. Takes r (see worker.h). */
+int server_disconnect_everywhere(server_t *s, struct disconnect_req *r);
 
 #define HERALD_VERSION "0.1.0"
 

@@ -225,11 +225,14 @@ static long disconnect_matching(worker_t *w, const char *who, int by)
             match = strcmp(id, who) == 0;
         } else if (by == DISCONNECT_TOKEN) {
             match = c->auth && strcmp(c->auth->token_id, who) == 0;
+        } else if (by == DISCONNECT_ALL) {
+            match = true;
         } else {
             match = c->user && strcmp(c->user, who) == 0;
         }
         if (match && c->state == CONN_OPEN && !c->ws_close_sent) {
-            ws_transport_close(c, WS_CLOSE_DISCONNECTED, "disconnected");
+            if (by == DISCONNECT_ALL) ws_transport_close(c, WS_CLOSE_RESTART, "history lost: resubscribe");
+            else ws_transport_close(c, WS_CLOSE_DISCONNECTED, "disconnected");
             n++;
         }
     }

@@ -39,7 +39,9 @@ enum inbox_kind {
 struct worker;
 typedef void (*worker_fn)(struct worker *w, void *arg);
 
-enum disconnect_by { DISCONNECT_USER, DISCONNECT_CONNECTION, DISCONNECT_TOKEN };
+/* DISCONNECT_ALL closes every client with 1012 (the cluster's epoch changed: its
+ * offsets start again, so clients must resubscribe and refetch). */
+enum disconnect_by { DISCONNECT_USER, DISCONNECT_CONNECTION, DISCONNECT_TOKEN, DISCONNECT_ALL };
 
 /* /api/disconnect and token revocation: every worker closes its matching
  * connections with 4003, adds how many to count, and the last one calls done on
@@ -51,6 +53,8 @@ typedef struct disconnect_req {
     worker_fn done;           /* runs on origin with the request as argument, or NULL */
     conn_t *conn;             /* the HTTP request's connection (held), or NULL */
     struct http_slot *slot;   /* its answer's place in line */
+    void *reply;              /* another node's request: where the count goes back */
+    worker_fn then;           /* server_disconnect_everywhere: runs after the other nodes */
     int by;                   /* enum disconnect_by */
     char who[];               /* user (JWT sub), connection id or access token id */
 } disconnect_req_t;

@@ -1,5 +1,6 @@
 #include "api/api.h"
 #include "api/pubwait.h"
+#include "cluster/cluster.h"
 #include "auth/policy.h"
 #include "auth/tokens.h"
 #include "core/err.h"
@@ -313,7 +314,7 @@ void api_disconnect(conn_t *c, const http_request_t *req)
     r->conn = c;
     conn_hold(c);
     r->slot = http_conn_defer(c);   /* NULL (out of memory): the answer goes straight out */
-    worker_broadcast_disconnect(s, r);
+    server_disconnect_everywhere(s, r);   /* every node's, with redis.url */
     json_decref(body);
 }
 
@@ -439,8 +440,9 @@ void api_history(conn_t *c, const http_request_t *req)
     if (limit > HISTORY_MAX_LIMIT) limit = HISTORY_MAX_LIMIT;
     server_t *s = c->worker->server;
     seq_snapshot_t snap;
-    if (sequencer_history(s->seq, channel, (size_t)n, has_since, since, (size_t)limit, &snap) < 0) {
-        http_respond_error(c, 503, "unavailable", "out of memory");
+    int hrc = sequencer_history(s->seq, channel, (size_t)n, has_since, since, (size_t)limit, &snap);
+    if (hrc < 0) {
+        http_respond_error(c, 503, "unavailable", hrc == HERALD_EUNAVAIL ? "redis is unavailable" : "out of memory");
         return;
     }
     buf_t b = {0};
@@ -460,15 +462,106 @@ void api_health(conn_t *c, const http_request_t *req)
     server_t *s = c->worker->server;
     char ts[ISO_TIME_LEN];
     time_iso8601(time_wall_ms(), ts);
+    char why[200];
+    if (s->cluster && !cluster_is_up(s->cluster, why, sizeof why)) {
+        http_respond_json(c, 503, json_pack("{sssssssIsI}", "status", "degraded", "reason", why, "timestamp", ts,
+                                            "uptime_s", (json_int_t)((time_mono_ms() - s->started_mono_ms) / 1000),
+                                            "connections", (json_int_t)metrics_connections_total(&s->metrics)));
+        return;
+    }
     http_respond_json(c, 200, json_pack("{sssssIsI}", "status", "ok", "timestamp", ts, "uptime_s",
                                         (json_int_t)((time_mono_ms() - s->started_mono_ms) / 1000), "connections",
                                         (json_int_t)metrics_connections_total(&s->metrics)));
+}
+
+/* ---- cluster stats: every node's heartbeat, read from Redis ---- */
+
+typedef struct cluster_stats_req {
+    conn_t *conn;
+    worker_t *origin;
+    struct http_slot *slot;
+    int status;
+    char *json;
+    size_t len;
+} cluster_stats_req_t;
+
+static void cluster_stats_answer(worker_t *w, void *arg)
+{
+    (void)w;
+    cluster_stats_req_t *q = arg;
+    conn_t *c = q->conn;
+    if (q->slot) http_conn_answering(c, q->slot);
+    if (c->state == CONN_OPEN) {
+        if (q->status < 0) http_respond_error(c, 503, "unavailable", "redis is unavailable");
+        else http_respond_json_text(c, 200, q->json, q->len);
+    }
+    if (q->slot) http_conn_answered(c, q->slot);
+    conn_release(c);
+    free(q->json);
+    free(q);
+}
+
+static void cluster_stats_read(void *arg, int status, const char *json, size_t len)
+{
+    cluster_stats_req_t *q = arg;
+    q->status = status;
+    if (status == 0 && !(q->json = strndup(json, len))) q->status = HERALD_ENOMEM;
+    q->len = q->json ? len : 0;
+    if (worker_call(q->origin, cluster_stats_answer, q) < 0) cluster_stats_answer(q->origin, q);
+}
+
+/* Without Redis the cluster is this node alone. */
+static void local_cluster_stats(conn_t *c)
+{
+    server_t *s = c->worker->server;
+    buf_t b = {0};
+    int rc = buf_printf(&b, "{\"scope\":\"cluster\",\"nodes\":[{\"node_id\":\"%s\",\"connections\":%ld,\"channels\":%ld,"
+                            "\"messages\":{\"published\":%lu,\"delivered\":%lu,\"dropped\":%lu},\"uptime_s\":%llu,"
+                            "\"age_ms\":0}],\"connections\":{\"total\":%ld}}",
+                        s->node_id, metrics_connections_total(&s->metrics), sequencer_active_channels(s->seq),
+                        atomic_load(&s->metrics.published), atomic_load(&s->metrics.delivered),
+                        atomic_load(&s->metrics.dropped),
+                        (unsigned long long)((time_mono_ms() - s->started_mono_ms) / 1000),
+                        metrics_connections_total(&s->metrics));
+    if (rc) http_respond_error(c, 503, "unavailable", "out of memory");
+    else http_respond_json_text(c, 200, b.data, b.len);
+    buf_free(&b);
+}
+
+static void api_cluster_stats(conn_t *c)
+{
+    server_t *s = c->worker->server;
+    if (!s->cluster) {
+        local_cluster_stats(c);
+        return;
+    }
+    cluster_stats_req_t *q = calloc(1, sizeof *q);
+    if (!q) {
+        http_respond_error(c, 503, "unavailable", "out of memory");
+        return;
+    }
+    q->conn = c;
+    q->origin = c->worker;
+    conn_hold(c);
+    q->slot = http_conn_defer(c);
+    if (cluster_stats(s->cluster, cluster_stats_read, q) < 0) cluster_stats_read(q, HERALD_EUNAVAIL, NULL, 0);
 }
 
 void api_stats(conn_t *c, const http_request_t *req)
 {
     server_t *s = c->worker->server;
     char lim[32];
+    char scope[16];
+    if (http_query_param(req->query, "scope", 0, scope, sizeof scope) > 0) {
+        if (strcmp(scope, "cluster") == 0) {
+            api_cluster_stats(c);
+            return;
+        }
+        if (strcmp(scope, "node") != 0) {
+            http_respond_error(c, 400, "bad_request", "?scope= is node (the default) or cluster");
+            return;
+        }
+    }
     size_t limit = 100;
     if (http_query_param(req->query, "limit", 0, lim, sizeof lim) > 0) {
         char *end;
@@ -500,7 +593,13 @@ void api_metrics(conn_t *c, const http_request_t *req)
     (void)req;
     server_t *s = c->worker->server;
     buf_t b = {0};
-    if (metrics_render(&s->metrics, sequencer_active_channels(s->seq), &b) < 0)
+    int rc = metrics_render(&s->metrics, sequencer_active_channels(s->seq), &b);
+    if (rc == 0 && s->cluster)
+        rc = buf_printf(&b,
+                        "# HELP herald_redis_up Whether both connections to Redis are ready (redis.url set).\n"
+                        "# TYPE herald_redis_up gauge\nherald_redis_up %d\n",
+                        cluster_is_up(s->cluster, NULL, 0) ? 1 : 0);
+    if (rc < 0)
         http_respond_error(c, 503, "unavailable", "out of memory");
     else
         http_respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len, NULL);

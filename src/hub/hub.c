@@ -89,14 +89,15 @@ int hub_subscribe(hub_t *h, conn_t *c, const char *channel, size_t len, const se
     if (!s) return HERALD_ENOMEM;
     /* The snapshot and the registration happen under the sequencer's lock, so every
      * event with a larger offset reaches this worker's inbox after this point. */
-    if (sequencer_subscribe(h->seq, channel, len, since, snap) < 0) {
+    int rc = sequencer_subscribe(h->seq, channel, len, since, snap);
+    if (rc < 0) {
         free(s);
         if (ch->count == 0) {
             strmap_remove(&h->channels, &ch->node);
             free(ch->members);
             free(ch);
         }
-        return HERALD_ENOMEM;
+        return rc;   /* HERALD_ENOMEM, or HERALD_EUNAVAIL (Redis is down) */
     }
     uint64_t off = snap->latest;
     s->conn = c;

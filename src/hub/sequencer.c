@@ -1,15 +1,19 @@
 #include "hub/sequencer.h"
 #include "auth/policy.h"
+#include "cluster/cluster.h"
 #include "core/err.h"
 #include "core/strmap.h"
 #include "hub/event.h"
 #include "log.h"
 #include "store/store.h"
 
+#include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* channel (<= 255 bytes), NUL, idempotency key (<= 255 bytes) */
 #define HERALD_IDEM_PROBE 512
@@ -23,9 +27,27 @@ typedef struct seq_channel {
     event_t **ring;
     uint32_t ring_cap, ring_count, ring_head;
     uint32_t ttl_s;
+    /* cluster mode (redis.url): this node's copy of a channel Redis orders */
+    uint8_t state;           /* CH_LIVE, CH_COLD (first read pending), CH_CATCHING_UP (a gap) */
+    uint32_t sync_gen;       /* counts failed reads: waiters give up when it moves */
+    uint64_t used_ms;        /* last subscribe or read: kept in Redis a while after */
+    event_t **held;          /* events that arrived while reading, applied after it */
+    uint32_t held_count, held_cap;
     size_t name_len;
     char name[];
 } seq_channel_t;
+
+enum { CH_LIVE = 0, CH_COLD, CH_CATCHING_UP };
+
+#define CLUSTER_WAIT_MS 2000         /* a subscriber waits this long for a channel's first read */
+#define CLUSTER_LINGER_MS 5000       /* a channel nobody here subscribes to leaves Redis after this */
+#define CLUSTER_HELD_MAX 100000      /* beyond this a syncing channel relies on the read alone */
+
+/* Retired epoch strings: readers may still hold them, so they live until the end. */
+typedef struct old_epoch {
+    struct old_epoch *next;
+    char s[];
+} old_epoch_t;
 
 /* An idempotency key seen recently. Keys expire in insertion order (one TTL for
  * all), so a FIFO list is the expiry queue. */
@@ -58,6 +80,12 @@ struct sequencer {
     sequencer_dispatch_fn dispatch;
     void *ctx;
     const config_t *cfg;
+    /* cluster mode */
+    bool clustered;          /* redis.url is set: Redis orders and stores events */
+    cluster_t *cluster;
+    pthread_cond_t synced;   /* a channel's first read completed or failed */
+    _Atomic(const char *) epoch_now;   /* the cluster's epoch (s->epoch until known) */
+    old_epoch_t *old_epochs;
 };
 
 /* ---- idempotency keys ---- */
@@ -168,7 +196,11 @@ static void idem_forget(sequencer_t *s, const event_t *ev, const char *key)
 /* Lock held. Makes a committed event visible: history, then every worker. */
 static void make_visible(sequencer_t *s, seq_channel_t *ch, event_t *ev)
 {
-    ev->seq = ++s->seq;   /* before any worker sees it: frames that carry it are encoded later */
+    if (s->clustered) {   /* Redis numbered it: the order is the cluster's */
+        if (ev->seq > s->seq) s->seq = ev->seq;
+    } else {
+        ev->seq = ++s->seq;   /* before any worker sees it: frames that carry it are encoded later */
+    }
     if (store_in_ring(ch, ev) < 0)
         log_msg(LOG_WARN, "out of memory: event not kept in history", "channel", ch->name, NULL);
     ch->dispatched = ev->offset;
@@ -214,6 +246,16 @@ sequencer_t *sequencer_create(const config_t *cfg, sequencer_dispatch_fn dispatc
     s->dispatch = dispatch;
     s->ctx = ctx;
     s->cfg = cfg;
+    atomic_init(&s->epoch_now, s->epoch);
+    s->clustered = cfg->redis.url != NULL;
+    if (s->clustered) {   /* history lives in Redis; the epoch comes from it */
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&s->synced, &ca);
+        pthread_condattr_destroy(&ca);
+        return s;
+    }
     if (cfg->history.durable) {
         s->store = store_open(cfg->data_dir, cfg->history.fsync, max_ttl(cfg), on_committed, s);
         if (!s->store) {
@@ -245,6 +287,8 @@ void sequencer_flush(sequencer_t *s)
 
 static void channel_free(seq_channel_t *ch)
 {
+    for (uint32_t i = 0; i < ch->held_count; i++) event_unref(ch->held[i]);
+    free(ch->held);
     for (uint32_t i = 0; i < ch->ring_count; i++) event_unref(ch->ring[(ch->ring_head + i) % ch->ring_cap]);
     free(ch->ring);
     free(ch);
@@ -268,11 +312,20 @@ void sequencer_destroy(sequencer_t *s)
         free(e);
     }
     strmap_deinit(&s->idem);
+    while (s->old_epochs) {
+        old_epoch_t *o = s->old_epochs;
+        s->old_epochs = o->next;
+        free(o);
+    }
+    if (s->clustered) pthread_cond_destroy(&s->synced);
     pthread_mutex_destroy(&s->lock);
     free(s);
 }
 
-const char *sequencer_epoch(const sequencer_t *s) { return s->epoch; }
+const char *sequencer_epoch(const sequencer_t *s)
+{
+    return atomic_load(&((sequencer_t *)s)->epoch_now);
+}
 
 void seq_snapshot_release(seq_snapshot_t *snap)
 {
@@ -298,6 +351,21 @@ static seq_channel_t *get_or_create(sequencer_t *s, const char *name, size_t len
     const channel_rule_t *rule = policy_find_rule_any_user(s->cfg, name, len);
     ch->ring_cap = rule ? rule->history_size : s->cfg->history.size;
     ch->ttl_s = rule ? rule->history_ttl_s : s->cfg->history.ttl_s;
+    if (s->clustered) {
+        /* Redis has the channel's offset and history: subscribe there and read them */
+        ch->state = CH_COLD;
+        ch->used_ms = time_mono_ms();
+        if (!s->cluster || strmap_insert(&s->channels, &ch->node) < 0) {
+            channel_free(ch);
+            return NULL;
+        }
+        if (cluster_want(s->cluster, name, len, true, 0) < 0) {
+            strmap_remove(&s->channels, &ch->node);
+            channel_free(ch);
+            return NULL;
+        }
+        return ch;
+    }
     if ((s->store && load_channel(s, ch) < 0) || strmap_insert(&s->channels, &ch->node) < 0) {
         channel_free(ch);
         return NULL;
@@ -305,10 +373,36 @@ static seq_channel_t *get_or_create(sequencer_t *s, const char *name, size_t len
     return ch;
 }
 
+/* Lock held, cluster mode. The channel, once this node holds Redis's state of it:
+ * a channel met for the first time waits for its first read (the lock is released
+ * meanwhile), at most CLUSTER_WAIT_MS. NULL when Redis cannot be reached. */
+static seq_channel_t *cluster_acquire(sequencer_t *s, const char *name, size_t len)
+{
+    bool existed = strmap_get(&s->channels, name, len) != NULL;
+    seq_channel_t *ch = get_or_create(s, name, len);   /* a new one asks Redis at once */
+    if (!ch) return NULL;
+    ch->used_ms = time_mono_ms();
+    if (ch->state != CH_COLD) return ch;
+    if (!cluster_is_up(s->cluster, NULL, 0)) return NULL;
+    /* an earlier read may have failed: ask again (a read more is harmless) */
+    if (existed && cluster_want(s->cluster, name, len, true, 0) < 0) return NULL;
+    uint32_t gen = ch->sync_gen;
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += CLUSTER_WAIT_MS / 1000;
+    until.tv_nsec += (long)(CLUSTER_WAIT_MS % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
+    /* ch stays meanwhile: the sweep lets a channel go only after CLUSTER_LINGER_MS unused */
+    while (ch->state == CH_COLD && ch->sync_gen == gen)
+        if (pthread_cond_timedwait(&s->synced, &s->lock, &until) == ETIMEDOUT) break;
+    return ch->state == CH_COLD ? NULL : ch;
+}
+
 /* Lock held. A channel to read: one this node has not met yet may have a stored
  * past, loaded now (the caller drops it again with maybe_drop if it stays idle). */
 static seq_channel_t *find_for_read(sequencer_t *s, const char *name, size_t len)
 {
+    if (s->clustered) return cluster_acquire(s, name, len);
     return s->store ? get_or_create(s, name, len) : (seq_channel_t *)strmap_get(&s->channels, name, len);
 }
 
@@ -316,6 +410,7 @@ static seq_channel_t *find_for_read(sequencer_t *s, const char *name, size_t len
  * keeping. (With events it keeps its offset: offsets never go back.) */
 static void maybe_drop(sequencer_t *s, seq_channel_t *ch)
 {
+    if (s->clustered) return;   /* the sweep lets it go after CLUSTER_LINGER_MS */
     if (ch->subscribers == 0 && ch->offset == 0) {
         strmap_remove(&s->channels, &ch->node);
         channel_free(ch);
@@ -388,10 +483,47 @@ static bool idem_seen(sequencer_t *s, idem_entry_t *probe, uint64_t now, publish
     return true;
 }
 
+/* Cluster mode: Redis answered a publish. */
+static void on_cluster_published(void *arg, int status, uint64_t offset, const char *id, bool duplicate)
+{
+    pending_t *p = arg;
+    publish_result_t r = {.offset = offset, .duplicate = duplicate};
+    snprintf(r.id, sizeof r.id, "%s", id);
+    p->done(p->arg, status, &r);
+    free(p);
+}
+
+/* Cluster mode: the script in Redis assigns the offset, keeps the history and the
+ * idempotency key, and announces the event to every node (this one included). */
+static int cluster_publish_one(sequencer_t *s, const char *channel, size_t channel_len, const char *name,
+                               size_t name_len, const char *data, size_t data_len, const char *idem_key,
+                               size_t idem_len, publish_done_fn done, void *arg)
+{
+    const channel_rule_t *rule = policy_find_rule_any_user(s->cfg, channel, channel_len);
+    uint32_t keep = rule ? rule->history_size : s->cfg->history.size;
+    uint32_t ttl = rule ? rule->history_ttl_s : s->cfg->history.ttl_s;
+    pending_t *p = calloc(1, sizeof *p);
+    if (!p) return HERALD_ENOMEM;
+    p->done = done;
+    p->arg = arg;
+    int rc = s->cluster ? cluster_publish(s->cluster, channel, channel_len, name, name_len, data, data_len, idem_key,
+                                          idem_len, keep, ttl, s->cfg->history.idempotency_ttl_s,
+                                          on_cluster_published, p)
+                        : HERALD_EUNAVAIL;
+    if (rc < 0) {
+        free(p);
+        return rc;
+    }
+    return SEQUENCER_PENDING;
+}
+
 int sequencer_publish(sequencer_t *s, const char *channel, size_t channel_len, const char *name,
                       size_t name_len, const char *data, size_t data_len, const char *idem_key,
                       size_t idem_len, publish_done_fn done, void *arg, publish_result_t *out)
 {
+    if (s->clustered)
+        return cluster_publish_one(s, channel, channel_len, name, name_len, data, data_len, idem_key, idem_len, done,
+                                   arg);
     uint64_t now = time_wall_ms();
     idem_entry_t *fresh = idem_key ? idem_new(channel, channel_len, idem_key, idem_len) : NULL;
     pending_t *p = s->store ? calloc(1, sizeof *p) : NULL;
@@ -456,16 +588,16 @@ int sequencer_subscribe(sequencer_t *s, const char *channel, size_t len, const s
     memset(snap, 0, sizeof *snap);
     int rc = 0;
     pthread_mutex_lock(&s->lock);
-    seq_channel_t *ch = get_or_create(s, channel, len);
+    seq_channel_t *ch = s->clustered ? cluster_acquire(s, channel, len) : get_or_create(s, channel, len);
     if (!ch) {
         pthread_mutex_unlock(&s->lock);
-        return HERALD_ENOMEM;
+        return s->clustered ? HERALD_EUNAVAIL : HERALD_ENOMEM;
     }
     if (ch->subscribers++ == 0) s->active++;
     snap->latest = ch->dispatched;
     if (since) {
         expire(ch, time_wall_ms());
-        bool same_epoch = !since->epoch || strcmp(since->epoch, s->epoch) == 0;
+        bool same_epoch = !since->epoch || strcmp(since->epoch, sequencer_epoch(s)) == 0;
         /* history reaches back when the first event after `since` is still stored */
         uint64_t oldest = ch->ring_count ? ch->ring[ch->ring_head]->offset : ch->dispatched + 1;
         snap->recovered = same_epoch && since->offset <= ch->dispatched && since->offset + 1 >= oldest;
@@ -512,6 +644,8 @@ int sequencer_history(sequencer_t *s, const char *channel, size_t len, bool has_
         snap->latest = ch->dispatched;
         rc = collect(ch, has_since ? since : 0, limit, !has_since, snap);
         maybe_drop(s, ch);
+    } else if (s->clustered) {
+        rc = HERALD_EUNAVAIL;   /* Redis holds it and cannot be asked */
     }
     pthread_mutex_unlock(&s->lock);
     return rc;
@@ -548,7 +682,7 @@ bool sequencer_since_seq(sequencer_t *s, const char *channel, size_t len, uint64
 
 void sequencer_sweep(sequencer_t *s, size_t buckets)
 {
-    uint64_t now = time_wall_ms();
+    uint64_t now = time_wall_ms(), mono = time_mono_ms();
     pthread_mutex_lock(&s->lock);
     for (size_t n = 0; n < buckets && s->channels.bucket_count; n++) {
         size_t b = s->sweep_bucket++ % s->channels.bucket_count;
@@ -557,9 +691,18 @@ void sequencer_sweep(sequencer_t *s, size_t buckets)
             strmap_node_t *next = it->next;
             seq_channel_t *ch = (seq_channel_t *)it;
             expire(ch, now);
-            /* nobody listens and nothing is kept in memory: with the store the
-             * offset and events come back on the next touch */
-            if (ch->subscribers == 0 && ch->ring_count == 0 && s->store && ch->dispatched == ch->offset) {
+            if (s->clustered) {
+                /* nobody here listens lately: leave the channel in Redis too */
+                if (ch->subscribers == 0 && ch->name_len && strcmp(ch->name, "$all") != 0 &&
+                    mono - ch->used_ms >= CLUSTER_LINGER_MS && cluster_want(s->cluster, ch->name, ch->name_len, false, 0) == 0) {
+                    strmap_remove(&s->channels, &ch->node);
+                    channel_free(ch);
+                } else if (ch->ring_count == 0 && ch->ring) {
+                    free(ch->ring);
+                    ch->ring = NULL;
+                    ch->ring_head = 0;
+                }
+            } else if (ch->subscribers == 0 && ch->ring_count == 0 && s->store && ch->dispatched == ch->offset) {
                 strmap_remove(&s->channels, &ch->node);
                 channel_free(ch);
             } else if (ch->ring_count == 0 && ch->ring) {
@@ -617,4 +760,143 @@ int sequencer_render_by_channel(sequencer_t *s, size_t limit, buf_t *b)
     pthread_mutex_unlock(&s->lock);
     free(r);
     return rc ? HERALD_ENOMEM : 0;
+}
+
+/* ---- cluster mode: what the Redis engine learns ---- */
+
+int sequencer_attach_cluster(sequencer_t *s, cluster_t *cluster)
+{
+    pthread_mutex_lock(&s->lock);
+    s->cluster = cluster;
+    /* every node delivers $all, subscribed or not */
+    seq_channel_t *all = get_or_create(s, "$all", 4);
+    pthread_mutex_unlock(&s->lock);
+    return all ? 0 : HERALD_ENOMEM;
+}
+
+/* Lock held. Keeps ev to apply once the channel's read completes. */
+static void hold(seq_channel_t *ch, event_t *ev)
+{
+    if (ch->held_count == ch->held_cap) {
+        if (ch->held_cap >= CLUSTER_HELD_MAX) return;   /* the read will bring it */
+        uint32_t ncap = ch->held_cap ? ch->held_cap * 2 : 8;
+        event_t **n = realloc(ch->held, ncap * sizeof *n);
+        if (!n) return;
+        ch->held = n;
+        ch->held_cap = ncap;
+    }
+    ch->held[ch->held_count++] = event_ref(ev);
+}
+
+/* Lock held. Makes ev visible if it is the channel's next event. A later one
+ * means events were missed: the channel catches up from Redis's history. */
+static void cluster_apply(sequencer_t *s, seq_channel_t *ch, event_t *ev, bool own)
+{
+    if (ev->offset <= ch->dispatched) return;   /* seen: the publish answer and its pub/sub copy */
+    if (ev->offset == ch->dispatched + 1) {
+        ch->offset = ev->offset;
+        make_visible(s, ch, ev);
+        return;
+    }
+    if (own) return;   /* this node's answer overtook pub/sub: the copies in between are coming */
+    ch->state = CH_CATCHING_UP;
+    hold(ch, ev);
+    if (cluster_want(s->cluster, ch->name, ch->name_len, true, ch->dispatched) < 0)
+        log_msg(LOG_WARN, "cannot ask redis for a channel's history", "channel", ch->name, NULL);
+}
+
+void sequencer_cluster_event(sequencer_t *s, event_t *ev, bool own)
+{
+    pthread_mutex_lock(&s->lock);
+    seq_channel_t *ch = (seq_channel_t *)strmap_get(&s->channels, ev->channel, ev->channel_len);
+    if (ch) {
+        if (ch->state == CH_LIVE) cluster_apply(s, ch, ev, own);
+        else hold(ch, ev);
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
+void sequencer_cluster_synced(sequencer_t *s, const char *channel, size_t len, int status, uint64_t offset,
+                              event_t **events, size_t count)
+{
+    pthread_mutex_lock(&s->lock);
+    seq_channel_t *ch = (seq_channel_t *)strmap_get(&s->channels, channel, len);
+    if (ch && status < 0) {
+        if (ch->state == CH_COLD) {   /* waiting subscribers give up */
+            ch->sync_gen++;
+            pthread_cond_broadcast(&s->synced);
+        }
+    } else if (ch) {
+        uint64_t now = time_wall_ms();
+        uint64_t ttl_ms = (uint64_t)ch->ttl_s * 1000;
+        if (ch->state == CH_COLD) {
+            /* first read: the history is the past, nobody here has seen any of it */
+            for (size_t i = 0; i < count; i++) {
+                if (events[i]->offset <= offset && events[i]->wall_ms + ttl_ms > now) store_in_ring(ch, events[i]);
+                if (events[i]->seq > s->seq) s->seq = events[i]->seq;
+            }
+            ch->offset = ch->dispatched = offset;
+        } else {
+            /* a resync: what this node missed, in order */
+            for (size_t i = 0; i < count; i++) {
+                if (events[i]->offset <= ch->dispatched || events[i]->offset > offset) continue;
+                if (events[i]->offset != ch->dispatched + 1)
+                    log_msg(LOG_WARN, "events lost: redis history did not reach back far enough", "channel",
+                            ch->name, NULL);
+                ch->offset = events[i]->offset;
+                make_visible(s, ch, events[i]);
+            }
+            if (offset > ch->dispatched) {
+                log_msg(LOG_WARN, "events lost: redis history did not reach back far enough", "channel", ch->name,
+                        NULL);
+                ch->offset = ch->dispatched = offset;
+            }
+        }
+        /* then what arrived meanwhile, in order */
+        ch->state = CH_LIVE;
+        for (uint32_t i = 0; i < ch->held_count; i++) {
+            event_t *ev = ch->held[i];
+            if (ch->state == CH_LIVE) {
+                if (ev->offset > ch->dispatched + 1) ch->dispatched = ch->offset = ev->offset - 1;   /* cannot be filled */
+                cluster_apply(s, ch, ev, false);
+            }
+            event_unref(ev);
+        }
+        ch->held_count = 0;
+        pthread_cond_broadcast(&s->synced);
+    }
+    pthread_mutex_unlock(&s->lock);
+    for (size_t i = 0; i < count; i++) event_unref(events[i]);
+}
+
+bool sequencer_cluster_link(sequencer_t *s, bool up, const char *epoch)
+{
+    if (!up) return false;
+    bool changed = false;
+    pthread_mutex_lock(&s->lock);
+    const char *cur = atomic_load(&s->epoch_now);
+    if (strcmp(cur, epoch) != 0) {
+        size_t n = strlen(epoch);
+        old_epoch_t *o = malloc(sizeof *o + n + 1);
+        if (o) {
+            memcpy(o->s, epoch, n + 1);
+            o->next = s->old_epochs;
+            s->old_epochs = o;
+            changed = cur[0] != '\0';   /* not the first: Redis lost what it had */
+            atomic_store(&s->epoch_now, o->s);
+        }
+    }
+    if (changed) {
+        /* offsets start again: forget this node's copy of every channel */
+        size_t b;
+        for (strmap_node_t *it = strmap_first(&s->channels, &b); it; it = strmap_next(&s->channels, it, &b)) {
+            seq_channel_t *ch = (seq_channel_t *)it;
+            for (uint32_t i = 0; i < ch->ring_count; i++) event_unref(ch->ring[(ch->ring_head + i) % ch->ring_cap]);
+            ch->ring_count = ch->ring_head = 0;
+            ch->offset = ch->dispatched = 0;
+            ch->state = CH_CATCHING_UP;
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    return changed;
 }

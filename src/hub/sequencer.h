@@ -27,6 +27,7 @@
 #include "core/util.h"
 
 struct event;
+struct cluster;
 
 typedef void (*sequencer_dispatch_fn)(void *ctx, struct event *ev);
 
@@ -109,5 +110,24 @@ long sequencer_active_channels(sequencer_t *s);
 /* Appends {"name":count,...} of the `limit` channels with most subscribers
  * (ties by name), excluding $all, to b. */
 int sequencer_render_by_channel(sequencer_t *s, size_t limit, buf_t *b);
+
+/* ---- cluster mode (redis.url set) ----
+ * Redis orders and stores every channel's events; this node keeps a copy of the
+ * channels its clients use (offset, recent events), read from Redis when first
+ * used and kept current by the events Redis announces. Publishing returns
+ * SEQUENCER_PENDING and completes when Redis answered. A channel first met
+ * blocks its first subscriber or reader (on its worker thread) until its read
+ * arrives, at most 2 s; HERALD_EUNAVAIL when Redis is down. Channels nobody on
+ * this node used for 5 s are let go by the sweep (and unsubscribed in Redis). */
+
+/* Before the workers start. */
+int sequencer_attach_cluster(sequencer_t *s, struct cluster *cluster);
+/* The cluster engine's hooks (its thread). */
+void sequencer_cluster_event(sequencer_t *s, struct event *ev, bool own);
+void sequencer_cluster_synced(sequencer_t *s, const char *channel, size_t len, int status, uint64_t offset,
+                              struct event **events, size_t count);
+/* Returns true when the cluster's epoch changed (Redis lost its data): every
+ * client must then be told to start over. */
+bool sequencer_cluster_link(sequencer_t *s, bool up, const char *epoch);
 
 #endif

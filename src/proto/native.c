@@ -222,16 +222,27 @@ static void handle_subscribe(conn_t *c, json_t *msg, json_t *id)
         json_decref(names), json_decref(offsets), json_decref(epochs), json_decref(list);
         return;
     }
+    bool *joined = calloc(json_array_size(list), sizeof *joined);
     json_array_foreach(list, i, v) {
         const char *name = json_string_value(v);
         size_t len = json_string_length(v);
         seq_since_t want = {0};
         bool asked = since && since_for(since, json_object_get(msg, "epoch"), name, &want.offset, &want.epoch);
-        int rc = hub_subscribe(hub, c, name, len, asked ? &want : NULL, &snaps[i]);
+        int rc = joined ? hub_subscribe(hub, c, name, len, asked ? &want : NULL, &snaps[i]) : HERALD_ENOMEM;
         if (rc < 0 && rc != HERALD_EEXIST) {
-            send_error(c, id, "unavailable", "out of memory", name);
-            break;
+            /* all or nothing: leave what this request joined; the error is the one reply */
+            send_error(c, id, "unavailable", rc == HERALD_EUNAVAIL ? "redis is unavailable" : "out of memory", name);
+            for (size_t k = 0; k < i; k++) {
+                if (joined[k])
+                    hub_unsubscribe(hub, c, json_string_value(json_array_get(list, k)),
+                                    json_string_length(json_array_get(list, k)));
+                seq_snapshot_release(&snaps[k]);
+            }
+            free(joined), free(snaps);
+            json_decref(names), json_decref(offsets), json_decref(epochs), json_decref(recovered), json_decref(list);
+            return;
         }
+        joined[i] = rc == 0;
         json_array_append(names, v);
         json_object_set_new(offsets, name, json_integer((json_int_t)snaps[i].latest));
         json_object_set_new(epochs, name, json_string(epoch));
@@ -252,6 +263,7 @@ static void handle_subscribe(conn_t *c, json_t *msg, json_t *id)
         seq_snapshot_release(&snaps[k]);
     }
     free(snaps);
+    free(joined);
     json_decref(list);
 }
 
@@ -353,9 +365,10 @@ static void handle_history(conn_t *c, json_t *msg, json_t *id)
     if (lim > HISTORY_MAX_LIMIT) lim = HISTORY_MAX_LIMIT;
     server_t *s = c->worker->server;
     seq_snapshot_t snap;
-    if (sequencer_history(s->seq, name, len, since != NULL, since ? (uint64_t)json_integer_value(since) : 0, lim,
-                          &snap) < 0) {
-        send_error(c, id, "unavailable", "out of memory", name);
+    int hrc = sequencer_history(s->seq, name, len, since != NULL, since ? (uint64_t)json_integer_value(since) : 0,
+                                lim, &snap);
+    if (hrc < 0) {
+        send_error(c, id, "unavailable", hrc == HERALD_EUNAVAIL ? "redis is unavailable" : "out of memory", name);
         return;
     }
     /* Built as text: the stored envelopes are spliced in as they are, not re-parsed. */

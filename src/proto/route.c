@@ -113,7 +113,8 @@ static void on_open(conn_t *c, const struct http_request *req)
                  policy_check(cfg, &p, POLICY_SUBSCRIBE, ch, len) != VERDICT_ALLOW)
             why = "not allowed to subscribe to this channel";
         seq_snapshot_t snap;
-        if (!why && hub_subscribe(c->worker->hub, c, ch, len, NULL, &snap) < 0) why = "out of memory";
+        int sub_rc = why ? 0 : hub_subscribe(c->worker->hub, c, ch, len, NULL, &snap);
+        if (sub_rc < 0) why = sub_rc == HERALD_EUNAVAIL ? "redis is unavailable" : "out of memory";
         if (why) {
             free(ch);
             json_decref(joined);

@@ -2,6 +2,7 @@
 #include "auth/authn.h"
 #include "auth/policy.h"
 #include "auth/ratelimit.h"
+#include "cluster/cluster.h"
 #include "core/err.h"
 #include "core/strmap.h"
 #include "core/util.h"
@@ -266,10 +267,53 @@ static void save_for_recovery(session_t *s)
     if (!v) return;
     memcpy(v->pid, s->pid, sizeof v->pid);
     memcpy(v->socket_id, s->socket_id, sizeof v->socket_id);
+    server_t *srv = c->worker->server;
+    if (srv->cluster) {
+        /* kept in Redis, so the client may come back through any node:
+         * "<socket id>\n<room>\n<room>..." (room names hold no control characters) */
+        buf_t b = {0};
+        int rc = buf_append_str(&b, v->socket_id);
+        for (const sub_t *x = c->subs; x; x = x->conn_next) {
+            rc |= buf_append_str(&b, "\n");
+            rc |= buf_append(&b, hub_channel_name(x), hub_channel_name_len(x));
+        }
+        if (rc == 0) cluster_session_save(srv->cluster, v->pid, SID_LEN, b.data, b.len, SIO_RECOVERY_MS);
+        buf_free(&b);
+        free(v);
+        return;
+    }
     v->rooms = calloc(c->sub_count + 1, sizeof *v->rooms);
     for (const sub_t *x = c->subs; v->rooms && x; x = x->conn_next)
         if ((v->rooms[v->room_count] = strndup(hub_channel_name(x), hub_channel_name_len(x)))) v->room_count++;
-    saved_put(c->worker->server->sio, v);
+    saved_put(srv->sio, v);
+}
+
+/* With redis.url: the saved session from Redis (whichever node kept it), taken. */
+static bool cluster_take(server_t *srv, const char *pid, size_t len, char ***rooms, size_t *count,
+                         char socket_id[SID_LEN + 1])
+{
+    buf_t b = {0};
+    if (len != SID_LEN || cluster_session_take(srv->cluster, pid, len, &b, 1000) != 1 ||
+        buf_append(&b, "", 1) < 0) {
+        buf_free(&b);
+        return false;
+    }
+    char *line = b.data, *nl = strchr(line, '\n');
+    size_t idlen = nl ? (size_t)(nl - line) : strlen(line);
+    bool ok = idlen == SID_LEN;
+    if (ok) memcpy(socket_id, line, SID_LEN), socket_id[SID_LEN] = '\0';
+    size_t n = 0;
+    for (const char *p = line; (p = strchr(p, '\n')); p++) n++;
+    *rooms = ok ? calloc(n + 1, sizeof **rooms) : NULL;
+    *count = 0;
+    for (char *p = nl; *rooms && p; p = nl) {
+        char *start = p + 1;
+        nl = strchr(start, '\n');
+        size_t rl = nl ? (size_t)(nl - start) : strlen(start);
+        if (rl && ((*rooms)[*count] = strndup(start, rl))) (*count)++;
+    }
+    buf_free(&b);
+    return ok && *rooms;
 }
 
 /* The subscriber closed: the session ends with it. */
@@ -393,7 +437,8 @@ static json_t *join(conn_t *c, const char *room)
         return refusal("too_many_channels", "over limits.max_channels_per_connection");
     seq_snapshot_t snap;
     int rc = hub_subscribe(c->worker->hub, c, room, len, NULL, &snap);
-    if (rc < 0 && rc != HERALD_EEXIST) return refusal("unavailable", "out of memory");
+    if (rc < 0 && rc != HERALD_EEXIST)
+        return refusal("unavailable", rc == HERALD_EUNAVAIL ? "redis is unavailable" : "out of memory");
     return json_pack("{sbss}", "success", 1, "room", room);
 }
 
@@ -455,7 +500,9 @@ static void recover(session_t *s, const char *pid, size_t pid_len, const char *o
     char **rooms = NULL;
     size_t n = 0;
     char socket_id[SID_LEN + 1];
-    if (!saved_take(srv->sio, pid, pid_len, &rooms, &n, socket_id)) return;
+    if (srv->cluster ? !cluster_take(srv, pid, pid_len, &rooms, &n, socket_id)
+                     : !saved_take(srv->sio, pid, pid_len, &rooms, &n, socket_id))
+        return;
     char *end;
     unsigned long long seq = strtoull(offset, &end, 10);
     bool ok = *offset && !*end;

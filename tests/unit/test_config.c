@@ -575,13 +575,18 @@ static void test_config_redis_url_scheme(void **state)
     fx_t *f = *state;
     size_t n = apply(f, "{\"redis\":{\"url\":\"http://127.0.0.1:6379\"}}");
     assert_int_equal(n, 1);
-    assert_string_equal(find(&f->p, "$.redis.url"), "must start with redis:// or rediss://");
+    assert_string_equal(find(&f->p, "$.redis.url"), "must start with redis://");
     n = apply(f, "{\"redis\":{\"url\":\"redis://\"}}");
     assert_int_equal(n, 1);
     assert_null(f->c.redis.url);
-    n = apply(f, "{\"redis\":{\"url\":\"rediss://user:pw@cache:6380\",\"prefix\":\"p\"}}");
+    /* TLS: Debian 12's hiredis 0.14 has none, so a rediss:// URL is refused up front */
+    n = apply(f, "{\"redis\":{\"url\":\"rediss://user:pw@cache:6380\"}}");
+    assert_int_equal(n, 1);
+    assert_string_equal(f->p.items[f->p.count - 1].path, "$.redis.url");
+    assert_non_null(strstr(f->p.items[f->p.count - 1].message, "TLS"));
+    n = apply(f, "{\"redis\":{\"url\":\"redis://user:pw@cache:6380\",\"prefix\":\"p\"}}");
     assert_int_equal(n, 0);
-    assert_string_equal(f->c.redis.url, "rediss://user:pw@cache:6380");
+    assert_string_equal(f->c.redis.url, "redis://user:pw@cache:6380");
     n = apply(f, "{\"redis\":{\"url\":null,\"prefix\":\"\"}}");
     assert_int_equal(n, 1);
     assert_null(f->c.redis.url);
