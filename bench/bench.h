@@ -18,12 +18,14 @@
 
 enum bench_proto { BENCH_NATIVE, BENCH_SOCKETIO, BENCH_NCHAN };
 enum bench_workload { BENCH_IDLE, BENCH_FANOUT, BENCH_TARGETED, BENCH_LATENCY };
+enum { BENCH_MAX_PORTS = 16, BENCH_MAX_PIDS = 16 };
 
 typedef struct bench_opts {
     int proto;               /* enum bench_proto */
     int workload;            /* enum bench_workload */
     const char *host;
-    int port;
+    int ports[BENCH_MAX_PORTS];  /* one server, or nodes of a cluster (--port P1,P2,...) */
+    int nports;
     const char *sub_path;    /* NULL: the protocol's usual path */
     const char *pub_path;    /* NULL: the protocol's usual path */
     long conns;
@@ -37,7 +39,8 @@ typedef struct bench_opts {
     double idle_wait_s;
     double drain_s;
     double settle_s;
-    int server_pid;          /* 0: no RSS/CPU readings */
+    int server_pids[BENCH_MAX_PIDS];  /* RSS and CPU time are summed over these */
+    int nserver_pids;        /* 0: no RSS/CPU readings */
     int payload_bytes;       /* padding added to each event's data */
     const char *prefix;      /* channel name prefix */
     const char *event;       /* event name */
@@ -52,7 +55,7 @@ typedef struct pub pub_t;
 
 typedef struct bench {
     const bench_opts_t *opt;
-    struct sockaddr_in addr; /* the server, for every connection */
+    struct sockaddr_in addrs[BENCH_MAX_PORTS];  /* one per port, same order */
     int epfd;
     uint8_t *rbuf;           /* one receive buffer for every socket (read, parse, done) */
     size_t rbuf_cap;
@@ -88,6 +91,12 @@ void bench_error(bench_t *b, const char *fmt, ...) __attribute__((format(printf,
 /* The channel subscriber or event `idx` uses: one shared channel for fan-out and
  * latency, one channel per subscriber otherwise. Returns the name length. */
 int bench_channel(const bench_t *b, long idx, char *out, size_t cap);
+
+/* The port, and the address, connection `idx` uses: subscriber i and publisher j
+ * take the ports in turn (i mod nports, j mod nports), so subscribers and publishes
+ * are spread evenly over the nodes of a cluster. */
+int bench_port(const bench_t *b, long idx);
+const struct sockaddr_in *bench_addr(const bench_t *b, long idx);
 
 /* Epoll registration helper: EPOLLIN, plus EPOLLOUT when want_out. */
 int bench_watch(bench_t *b, int fd, void *ptr, bool want_out, bool add);

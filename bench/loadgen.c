@@ -9,6 +9,7 @@
  * the one --timeout deadline. */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -74,6 +75,16 @@ int bench_channel(const bench_t *b, long idx, char *out, size_t cap)
     return snprintf(out, cap, "%s:%ld", o->prefix, idx);
 }
 
+int bench_port(const bench_t *b, long idx)
+{
+    return b->opt->ports[idx % b->opt->nports];
+}
+
+const struct sockaddr_in *bench_addr(const bench_t *b, long idx)
+{
+    return &b->addrs[idx % b->opt->nports];
+}
+
 int bench_watch(bench_t *b, int fd, void *ptr, bool want_out, bool add)
 {
     struct epoll_event ev = {.events = EPOLLIN | (want_out ? EPOLLOUT : 0u), .data.ptr = ptr};
@@ -125,6 +136,28 @@ static double proc_cpu_s(int pid)
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
+/* The sums over every server process (a cluster's nodes and their Redis); -1 when
+ * there are none or one cannot be read. */
+static long servers_rss_kb(const bench_opts_t *o)
+{
+    long sum = o->nserver_pids ? 0 : -1;
+    for (int i = 0; i < o->nserver_pids && sum >= 0; i++) {
+        long kb = proc_rss_kb(o->server_pids[i]);
+        sum = kb < 0 ? -1 : sum + kb;
+    }
+    return sum;
+}
+
+static double servers_cpu_s(const bench_opts_t *o)
+{
+    double sum = o->nserver_pids ? 0 : -1;
+    for (int i = 0; i < o->nserver_pids && sum >= 0; i++) {
+        double s = proc_cpu_s(o->server_pids[i]);
+        sum = s < 0 ? -1 : sum + s;
+    }
+    return sum;
+}
+
 static double self_cpu_s(void)
 {
     struct rusage ru;
@@ -142,7 +175,9 @@ static void usage(FILE *out)
         "  --proto native|socketio|nchan   subscriber protocol (default native)\n"
         "  --workload idle|fanout|targeted|latency  (default fanout)\n"
         "  --host A            IPv4 address of the server (default 127.0.0.1)\n"
-        "  --port P            server port (subscribe and publish)\n"
+        "  --port P[,P...]     server port (subscribe and publish); several ports: the\n"
+        "                      nodes of a cluster, taken in turn by subscribers and by\n"
+        "                      publisher connections\n"
         "  --conns N           subscriber connections (default 1000)\n"
         "  --events M          events to publish, fanout/targeted (default 1000)\n"
         "  --rate R            latency: events per second (default 200)\n"
@@ -154,7 +189,8 @@ static void usage(FILE *out)
         "  --idle-wait S       idle: seconds to hold the connections before measuring (default 3)\n"
         "  --settle S          pause between subscribing and publishing (default 0.2)\n"
         "  --drain S           after the last ack, wait this long without deliveries (default 5)\n"
-        "  --server-pid PID    read the server's RSS and CPU time from /proc\n"
+        "  --server-pid PID[,PID...]  read the server's RSS and CPU time from /proc\n"
+        "                      (summed over several processes)\n"
         "  --payload-bytes N   padding added to each event's data (default 0)\n"
         "  --prefix NAME       channel name prefix (default bench)\n"
         "  --event NAME        event name (default tick)\n"
@@ -169,6 +205,24 @@ static int parse_choice(const char *v, const char *const *names, int n)
         if (strcmp(v, names[i]) == 0)
             return i;
     return -1;
+}
+
+/* "P1,P2,...": at most max integers, each 1..top. Returns the count, or -1. */
+static int parse_int_list(const char *v, int *out, int max, long top)
+{
+    int n = 0;
+    for (;;) {
+        char *end;
+        errno = 0;
+        long x = strtol(v, &end, 10);
+        if (end == v || errno || x <= 0 || x > top || n == max ||
+            (*end != ',' && *end != '\0'))
+            return -1;
+        out[n++] = (int)x;
+        if (*end == '\0')
+            return n;
+        v = end + 1;
+    }
 }
 
 static int parse_opts(int argc, char **argv, bench_opts_t *o)
@@ -189,7 +243,7 @@ static int parse_opts(int argc, char **argv, bench_opts_t *o)
         {"pub-path", 1, 0, O_PUBPATH}, {"help", 0, 0, O_HELP}, {0, 0, 0, 0},
     };
     *o = (bench_opts_t){
-        .proto = BENCH_NATIVE, .workload = BENCH_FANOUT, .host = "127.0.0.1", .port = 0,
+        .proto = BENCH_NATIVE, .workload = BENCH_FANOUT, .host = "127.0.0.1",
         .conns = 1000, .events = 1000, .rate = 200, .duration_s = 10, .pub_conns = 4,
         .pipeline = 32, .handshakes = 200, .timeout_s = 120, .idle_wait_s = 3, .drain_s = 5,
         .settle_s = 0.2, .prefix = "bench", .event = "tick",
@@ -201,7 +255,7 @@ static int parse_opts(int argc, char **argv, bench_opts_t *o)
         case O_PROTO: o->proto = parse_choice(optarg, protos, 3); break;
         case O_WORKLOAD: o->workload = parse_choice(optarg, workloads, 4); break;
         case O_HOST: o->host = optarg; break;
-        case O_PORT: o->port = atoi(optarg); break;
+        case O_PORT: o->nports = parse_int_list(optarg, o->ports, BENCH_MAX_PORTS, 65535); break;
         case O_CONNS: o->conns = atol(optarg); break;
         case O_EVENTS: o->events = atol(optarg); events_set = true; break;
         case O_RATE: o->rate = atof(optarg); break;
@@ -213,7 +267,9 @@ static int parse_opts(int argc, char **argv, bench_opts_t *o)
         case O_IDLEWAIT: o->idle_wait_s = atof(optarg); break;
         case O_SETTLE: o->settle_s = atof(optarg); break;
         case O_DRAIN: o->drain_s = atof(optarg); break;
-        case O_PID: o->server_pid = atoi(optarg); break;
+        case O_PID:
+            o->nserver_pids = parse_int_list(optarg, o->server_pids, BENCH_MAX_PIDS, INT_MAX);
+            break;
         case O_PAYLOAD: o->payload_bytes = atoi(optarg); break;
         case O_PREFIX: o->prefix = optarg; break;
         case O_EVENT: o->event = optarg; break;
@@ -227,7 +283,8 @@ static int parse_opts(int argc, char **argv, bench_opts_t *o)
     if (optind != argc) bad = "unexpected argument";
     else if (o->proto < 0) bad = "--proto must be native, socketio or nchan";
     else if (o->workload < 0) bad = "--workload must be idle, fanout, targeted or latency";
-    else if (o->port <= 0 || o->port > 65535) bad = "--port is required";
+    else if (o->nports <= 0) bad = "--port is required: a port, or up to 16 joined by commas";
+    else if (o->nserver_pids < 0) bad = "--server-pid takes up to 16 pids joined by commas";
     else if (o->conns < 1 || o->conns > 1000000) bad = "--conns must be 1..1000000";
     else if (o->pub_conns < 1 || o->pub_conns > 256) bad = "--pub-conns must be 1..256";
     else if (o->pipeline < 1 || o->pipeline > 4096) bad = "--pipeline must be 1..4096";
@@ -384,12 +441,12 @@ static void run(bench_t *b, ltimer_t *timer, report_t *r)
             if (now < settle_until)
                 break;
             if (o->workload == BENCH_IDLE) {
-                r->rss_after_kb = proc_rss_kb(o->server_pid);
+                r->rss_after_kb = servers_rss_kb(o);
                 ph = PH_DONE;
                 continue;
             }
             r->expected = expected_total(b);
-            r->cpu_before_s = proc_cpu_s(o->server_pid);
+            r->cpu_before_s = servers_cpu_s(o);
             r->self_cpu_run_s = self_cpu_s();
             r->t_run = now;
             b->t_run_start = now;
@@ -427,8 +484,8 @@ static void run(bench_t *b, ltimer_t *timer, report_t *r)
     }
     r->t_done = bench_now_ns();
     if (o->workload != BENCH_IDLE) {
-        r->cpu_after_s = proc_cpu_s(o->server_pid);
-        r->rss_after_kb = proc_rss_kb(o->server_pid);
+        r->cpu_after_s = servers_cpu_s(o);
+        r->rss_after_kb = servers_rss_kb(o);
     }
 }
 
@@ -487,8 +544,11 @@ static bool report_print(const bench_t *b, const report_t *r)
         ok = ok && lost == 0 && b->track.duplicates == 0 && b->track.misrouted == 0 &&
              b->reordered == 0 && b->pub_errors == 0 && b->acked == b->events_total;
 
-    printf("{\"proto\":\"%s\",\"workload\":\"%s\",\"port\":%d,", protos[o->proto],
-           workloads[o->workload], o->port);
+    printf("{\"proto\":\"%s\",\"workload\":\"%s\",\"port\":%d,\"ports\":[", protos[o->proto],
+           workloads[o->workload], o->ports[0]);
+    for (int i = 0; i < o->nports; i++)
+        printf("%s%d", i ? "," : "", o->ports[i]);
+    printf("],");
     printf("\"conns\":%ld,\"ready\":%ld,\"connect_failures\":%ld,\"disconnects\":%ld,",
            b->nsubs, b->subs_ready, b->subs_failed + (b->nsubs - b->subs_started), b->subs_lost);
     printf("\"connect_s\":%.3f,\"conns_per_s\":%.0f,", connect_s,
@@ -555,11 +615,13 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     bench_t b = {.opt = &opt, .rng = 0x9E3779B97F4A7C15ull ^ (uint64_t)getpid()};
-    b.addr.sin_family = AF_INET;
-    b.addr.sin_port = htons((uint16_t)opt.port);
-    if (inet_pton(AF_INET, opt.host, &b.addr.sin_addr) != 1) {
-        fprintf(stderr, "loadgen: --host must be an IPv4 address\n");
-        return 2;
+    for (int i = 0; i < opt.nports; i++) {
+        b.addrs[i].sin_family = AF_INET;
+        b.addrs[i].sin_port = htons((uint16_t)opt.ports[i]);
+        if (inet_pton(AF_INET, opt.host, &b.addrs[i].sin_addr) != 1) {
+            fprintf(stderr, "loadgen: --host must be an IPv4 address\n");
+            return 2;
+        }
     }
     b.epfd = epoll_create1(EPOLL_CLOEXEC);
     b.rbuf_cap = RBUF_CAP;
@@ -584,7 +646,7 @@ int main(int argc, char **argv)
 
     report_t r = {.t_start = bench_now_ns(), .cpu_before_s = -1, .cpu_after_s = -1};
     double self_before = self_cpu_s();
-    r.rss_before_kb = proc_rss_kb(opt.server_pid);
+    r.rss_before_kb = servers_rss_kb(&opt);
     for (int i = 0; i < b.npubs; i++)
         pub_start(&b, &b.pubs[i], i);
 

@@ -42,7 +42,8 @@ static int connect_now(bench_t *b, pub_t *p)
     }
     int one = 1;
     setsockopt(p->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (connect(p->fd, (const struct sockaddr *)&b->addr, sizeof b->addr) < 0 &&
+    const struct sockaddr_in *to = bench_addr(b, p->idx);
+    if (connect(p->fd, (const struct sockaddr *)to, sizeof *to) < 0 &&
         errno != EINPROGRESS) {
         bench_error(b, "publisher %d: connect: %s", p->idx, strerror(errno));
         close(p->fd);
@@ -135,15 +136,15 @@ static int append_request(bench_t *b, pub_t *p, long seq, uint64_t ts)
         p->body[len++] = '}';
 
     char head[800];
-    int h;
+    int h, port = bench_port(b, p->idx);
     if (o->proto == BENCH_NCHAN)
         h = snprintf(head, sizeof head, "POST %s%s HTTP/1.1\r\nHost: %s:%d\r\n"
                      "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
-                     o->pub_path ? o->pub_path : "/pub?id=", ch, o->host, o->port, len);
+                     o->pub_path ? o->pub_path : "/pub?id=", ch, o->host, port, len);
     else
         h = snprintf(head, sizeof head, "POST %s HTTP/1.1\r\nHost: %s:%d\r\n"
                      "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
-                     o->pub_path ? o->pub_path : "/api/publish", o->host, o->port, len);
+                     o->pub_path ? o->pub_path : "/api/publish", o->host, port, len);
     if (h < 0 || (size_t)h >= sizeof head)
         return HERALD_ETOOBIG;
     if (reserve(&p->out, &p->out_cap, p->out_len + (size_t)h + len) < 0)

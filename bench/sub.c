@@ -430,7 +430,7 @@ static void on_writable(bench_t *b, sub_t *s)
     } else {
         snprintf(path, sizeof path, "%s", o->sub_path ? o->sub_path : "/ws");
     }
-    int n = wsc_handshake_request(req, sizeof req, o->host, o->port, path);
+    int n = wsc_handshake_request(req, sizeof req, o->host, bench_port(b, s->idx), path);
     if (n < 0) {
         fail(b, s, "path too long");
         return;
@@ -453,7 +453,8 @@ int sub_start(bench_t *b, sub_t *s)
         return fail(b, s, "socket: %s", strerror(errno));
     int one = 1;
     setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (connect(s->fd, (const struct sockaddr *)&b->addr, sizeof b->addr) < 0 &&
+    const struct sockaddr_in *to = bench_addr(b, s->idx);
+    if (connect(s->fd, (const struct sockaddr *)to, sizeof *to) < 0 &&
         errno != EINPROGRESS)
         return fail(b, s, "connect: %s", strerror(errno));
     s->want_out = 1;

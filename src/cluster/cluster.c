@@ -1080,23 +1080,28 @@ void cluster_stop(cluster_t *c)
     pthread_join(c->thread, NULL);
     c->started = false;
     atomic_store(&c->up, false);
-}
-
-void cluster_destroy(cluster_t *c)
-{
-    if (!c) return;
-    cluster_stop(c);
-    /* requests that arrived after the stop: complete them as failed */
-    while (c->qhead) {
-        req_t *q = c->qhead;
-        c->qhead = q->next;
+    /* requests that arrived after the stop: complete them as failed now, while
+     * the threads their callbacks hand results to still run their inboxes */
+    pthread_mutex_lock(&c->qlock);
+    q = c->qhead;
+    c->qhead = c->qtail = NULL;
+    pthread_mutex_unlock(&c->qlock);
+    while (q) {
+        req_t *next = q->next;
         if (q->kind == REQ_PUBLISH) ((cluster_publish_fn)q->fn)(q->arg, HERALD_EUNAVAIL, 0, q->id, false);
         else if (q->kind == REQ_DISCONNECT) ((cluster_count_fn)q->fn)(q->arg, 0);
         else if (q->kind == REQ_STATS) ((cluster_json_fn)q->fn)(q->arg, HERALD_EUNAVAIL, NULL, 0);
         else if (q->kind == REQ_TAKE) waiter_finish(q->waiter, HERALD_EUNAVAIL, NULL, 0);
         else if (q->kind == REQ_ANSWER) free(q->arg);
         req_free(q);
+        q = next;
     }
+}
+
+void cluster_destroy(cluster_t *c)
+{
+    if (!c) return;
+    cluster_stop(c);
     size_t b;
     strmap_node_t *n = strmap_first(&c->chans, &b);
     while (n) {
