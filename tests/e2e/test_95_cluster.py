@@ -8,18 +8,24 @@ dir) and three herald nodes n1, n2, n3 sharing it. Checked:
   - recovery across nodes: native `since`, SSE Last-Event-ID, native `history` and
     /api/history on one node return what other nodes published;
   - /api/disconnect on one node closes the user's connections on the others (4003);
-  - an idempotency key is checked cluster-wide;
+  - an idempotency key is checked cluster-wide; concurrent publishers on every node
+    still give every subscriber one order;
+  - a node holds a Redis subscription only for channels with local subscribers
+    (PUBSUB NUMSUB), dropped a few seconds after the last one leaves;
   - /stats?scope=cluster lists the live nodes and drops a SIGKILLed one;
   - Redis down: /health 503 degraded, publishes 503 `unavailable`, subscribes to an
     unknown channel refused with `unavailable`, connections stay open; Redis back
     (same port, same AOF): /health 200 again and every acknowledged event reaches
     every subscriber, in order, without duplicates; Redis back without its data:
     a new cluster-wide epoch and clients closed with 1012;
+  - pub/sub connections dropped while Redis stays up (all nodes', or one node's
+    while the others publish): the subscribers still get every event, the missed
+    ones filled in from the history;
   - herald warns at start about a Redis without persistence; rediss:// is refused.
 
 Only processes started here are signalled, by their Popen handle (their PID). The
 SIGKILLed node is not checked for a clean exit; every other node is (status 0, no
-sanitizer report). Every wait is bounded; the file runs in about a minute."""
+sanitizer report). Every wait is bounded; the file runs in about 30 seconds."""
 import base64
 import hashlib
 import hmac
@@ -246,6 +252,14 @@ def start_node(redis, prefix, i, name):
     return h.start()
 
 
+def discard(h):
+    """SIGKILL (when still running) and remove its temporary dir: for a node whose
+    exit status is not checked."""
+    h.kill()
+    if h.dir:
+        shutil.rmtree(h.dir, ignore_errors=True)
+
+
 def publish(node, ch, event, data, timeout=5.0, **extra):
     body = {"channel": ch, "event": event, "data": data}
     body.update(extra)
@@ -386,12 +400,14 @@ class ClusterCase(unittest.TestCase):
     NODES = 3
     redis = None
     nodes = []
+    killed = []
 
     @classmethod
     def setUpClass(cls):
         cls.prefix = "e2e" + cls.__name__.lower()
         cls.redis = RedisServer(name=cls.__name__)
         cls.nodes = []
+        cls.killed = []
         try:
             cls.redis.start()
             for i in range(cls.NODES):
@@ -411,13 +427,15 @@ class ClusterCase(unittest.TestCase):
             if h.proc is None:
                 continue
             if not check:
-                h.kill()
+                discard(h)
                 continue
             try:
                 h.stop()   # SIGTERM; asserts exit status 0 (no sanitizer report)
             except AssertionError as e:
                 problems.append("%s: %s" % (h.node_id, e))
-        cls.nodes = []
+        for h in cls.killed:
+            discard(h)
+        cls.nodes, cls.killed = [], []
         if cls.redis is not None:
             cls.redis.stop()
             cls.redis.cleanup()
@@ -535,6 +553,70 @@ class ClusterDelivery(ClusterCase):
                 self.assertEqual(latest, len(acks[ch]))
                 self.assertEqual([(e["offset"], e["id"], e["data"]) for e in events], acks[ch],
                                  "history of %s on %s" % (ch, node.node_id))
+
+    def test_concurrent_publishers_on_every_node_keep_one_order(self):
+        # One publisher thread per node, all at once, on the same two channels: a
+        # node's own publishes (answered on its command connection) interleave with
+        # the others' (arriving over pub/sub); every subscriber still sees 1..N.
+        chs = [uniq("jobs"), "market:" + uniq("m")]
+        subs = []
+        for node in self.nodes:
+            for mine in (chs, chs[:1]):
+                c = self.ws(node)
+                c.subscribe(*mine)
+                subs.append((node, self.collect(c), mine))
+        EACH = 80
+        acks = [[] for _ in self.nodes]
+        errors = []
+
+        def publisher(k, node):
+            try:
+                for i in range(EACH):
+                    ch = chs[i % 2]
+                    st, r = publish(node, ch, "tick", {"k": k, "i": i}, timeout=10.0)
+                    if st != 200:
+                        errors.append((node.node_id, i, st, r))
+                        return
+                    acks[k].append((ch, r["offset"], r["id"], {"k": k, "i": i}))
+            except Exception as e:   # noqa: BLE001 - reported below
+                errors.append((node.node_id, repr(e)))
+
+        threads = [threading.Thread(target=publisher, args=(k, node), daemon=True)
+                   for k, node in enumerate(self.nodes)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        self.assertFalse(any(t.is_alive() for t in threads), "a publisher did not finish in 60 s")
+        self.assertEqual(errors, [], self.logs())
+        by = {}
+        for k in range(len(self.nodes)):
+            for ch in chs:   # one publisher's offsets on a channel only go up
+                offs = [a[1] for a in acks[k] if a[0] == ch]
+                self.assertEqual(offs, sorted(set(offs)), "publisher %d on %s: %r" % (k, ch, offs))
+            for ch, off, eid, data in acks[k]:
+                self.assertNotIn((ch, off), by, "offset %s/%d acknowledged twice" % (ch, off))
+                by[(ch, off)] = (eid, data)
+        n = {ch: sum(1 for c_, _o in by if c_ == ch) for ch in chs}
+        for ch in chs:
+            self.assertEqual(sorted(o for c_, o in by if c_ == ch), list(range(1, n[ch] + 1)))
+
+        def complete():
+            return all(len(col.events(ch)) >= n[ch] for _n, col, mine in subs for ch in mine)
+        try:
+            wait_until(complete, 15.0, what="every subscriber has every event")
+        except AssertionError:
+            pass
+        time.sleep(0.3)
+        for node, col, mine in subs:
+            self.assertIsNone(col.error, "subscriber on %s: %r" % (node.node_id, col.error))
+            for ch in mine:
+                got = col.events(ch)
+                offs = [m["offset"] for m in got]
+                self.assertEqual(offs, list(range(1, n[ch] + 1)), "subscriber on %s, channel %s: %s%s"
+                                 % (node.node_id, ch, summarize(offs), self.logs()))
+                for m in got:
+                    self.assertEqual((m["id"], m["data"]), by[(ch, m["offset"])])
 
     def test_reconnect_to_another_node_with_since_gets_exactly_the_missed_events(self):
         n1, n2, n3 = self.nodes
@@ -694,6 +776,39 @@ class ClusterDelivery(ClusterCase):
                 self.assertEqual([(m["type"], m["data"]) for m in al], [("announce", {"t": "hi"})],
                                  "$all on %s%s" % (node.node_id, self.logs()))
 
+    def test_nodes_subscribe_in_redis_only_to_channels_with_local_subscribers(self):
+        n1, n2, n3 = self.nodes
+        ch = uniq("jobs")
+        key = "%s:c:%s" % (self.prefix, ch)
+
+        def numsub(k):
+            r = self.redis.command("PUBSUB", "NUMSUB", k)
+            return int(r[1])
+        self.assertEqual(numsub("%s:c:$all" % self.prefix), 3, "every node listens to $all")
+        self.assertEqual(numsub(key), 0)
+        cs = [self.ws(n1), self.ws(n2), self.ws(n2)]
+        for c in cs:
+            c.subscribe(ch)
+        self.wait(lambda: numsub(key) == 2, 5.0, "n1 and n2 (not n3) subscribed to %s in Redis" % key)
+        ack = self.publish_ok(n3, ch, {"x": 1})   # n3 publishes without subscribing
+        for c in cs:
+            self.assertEqual(c.recv_json(timeout=5.0)["id"], ack["id"])
+        self.assertEqual(numsub(key), 2)
+        for c in cs:
+            c.close()
+        self.wait(lambda: numsub(key) == 0, 15.0, "%s unsubscribed in Redis after its last subscriber left" % key,
+                  interval=0.2)
+        # and subscribed again when a subscriber comes back: it gets what it missed
+        ack2 = self.publish_ok(n1, ch, {"x": 2})
+        c = self.ws(n2)
+        r = c.subscribe(ch, since={ch: 1})
+        self.assertEqual((r["data"]["recovered"], r["data"]["offsets"]), ({ch: True}, {ch: 2}), r)
+        self.assertEqual(c.recv_json(timeout=5.0)["id"], ack2["id"])
+        self.wait(lambda: numsub(key) == 1, 5.0, "n2 subscribed again to %s" % key)
+        ack3 = self.publish_ok(n3, ch, {"x": 3})
+        m = c.recv_json(timeout=5.0)
+        self.assertEqual((m["offset"], m["id"]), (3, ack3["id"]))
+
     def test_same_epoch_everywhere_and_no_persistence_warning(self):
         epochs = set()
         for node in self.nodes:
@@ -771,6 +886,7 @@ class ClusterNodeLoss(ClusterCase):
         # SIGKILL n3: no shutdown, its clients see the TCP connection end
         n3.kill()
         self.nodes.remove(n3)   # killed: no clean exit to check
+        self.killed.append(n3)
         for col in cols["n3"]:
             self.wait(lambda col=col: not col.is_alive(), 5.0, "n3's client sees the connection end")
         t_kill = time.monotonic()
@@ -847,11 +963,12 @@ class ClusterRedisOutage(ClusterCase):
         r = c3.subscribe(ch)
         self.assertEqual(r["data"]["offsets"], {ch: 4}, r)
 
-    def test_b_redis_restart_mid_stream_loses_no_acknowledged_event(self):
-        n1, n2, n3 = self.nodes
-        chs = [uniq("jobs"), "stream:" + uniq("rs")]
-        epoch = None
-        subs = []   # (node, collector, channels)
+    # -- a publishing stream with a disruption in its middle ------------------------------------------
+    TARGET, MAX_TRIES, LIMIT_S = 400, 3000, 45.0
+
+    def subscribers(self, chs):
+        """Two clients on every node: one on every channel, one on the last only."""
+        subs, epoch = [], None
         for node in self.nodes:
             for mine in (chs, chs[1:]):
                 c = self.ws(node)
@@ -859,20 +976,23 @@ class ClusterRedisOutage(ClusterCase):
                 r = c.subscribe(*mine)
                 self.assertEqual(r["data"]["offsets"], {ch: 0 for ch in mine})
                 subs.append((node, self.collect(c), mine))
+        return subs, epoch
 
-        acked = []       # (channel, offset, id, i, t)
-        refused = []     # (i, node, status, body)
-        unknown = []     # (i, node, exception): no answer, the outcome is unknown
-        unexpected = []
+    def stream(self, chs, publishers, disrupt):
+        """Publishes up to TARGET acknowledged events, alternating over publishers and
+        chs, 8 ms apart; once 100 are acknowledged, disrupt() runs (and returns the
+        time the disruption ended). Returns (acked, refused, unknown, t_disrupt, t_end):
+        acked (channel, offset, id, i, time); refused 503 `unavailable` answers;
+        unknown: no answer (the outcome is unknown)."""
+        acked, refused, unknown, unexpected = [], [], [], []
         stop = threading.Event()
-        TARGET, MAX_TRIES, LIMIT_S = 400, 3000, 45.0
 
         def publisher():
-            deadline = time.monotonic() + LIMIT_S
-            for i in range(MAX_TRIES):
-                if stop.is_set() or len(acked) >= TARGET or time.monotonic() > deadline:
+            deadline = time.monotonic() + self.LIMIT_S
+            for i in range(self.MAX_TRIES):
+                if stop.is_set() or len(acked) >= self.TARGET or time.monotonic() > deadline:
                     return
-                node, ch = (n1, n2)[i % 2], chs[(i // 2) % 2]
+                node, ch = publishers[i % len(publishers)], chs[(i // len(publishers)) % len(chs)]
                 try:
                     st, r = publish(node, ch, "seq", {"i": i}, timeout=5.0)
                 except (OSError, ValueError) as e:
@@ -890,36 +1010,28 @@ class ClusterRedisOutage(ClusterCase):
         t.start()
         try:
             self.wait(lambda: len(acked) >= 100 or not t.is_alive(), 20.0, "100 acknowledged publishes")
-            self.redis.stop()    # SIGTERM: Redis writes its AOF and exits
-            t_stop = time.monotonic()
-            body = self.wait(lambda: self.degraded(n3), 5.0, "/health 503 degraded on n3 while Redis is down")
-            self.assertTrue(str(body.get("reason", "")).startswith("redis"), body)
-            time.sleep(max(0.0, t_stop + 1.0 - time.monotonic()))
-            self.redis.start()   # same port, same dir: the AOF is read back
-            t_start = time.monotonic()
-            for node in self.nodes:
-                self.wait(lambda node=node: health(node)[0] == 200, 10.0, "/health 200 again on %s" % node.node_id,
-                          interval=0.1)
-            print("note: nodes healthy %.1f s after Redis restarted" % (time.monotonic() - t_start), flush=True)
-            t.join(timeout=LIMIT_S + 10)
+            t_disrupt = time.monotonic()
+            t_end = disrupt()
+            t.join(timeout=self.LIMIT_S + 10)
         finally:
             stop.set()
             t.join(timeout=10)
         self.assertFalse(t.is_alive(), "the publisher did not stop")
         self.assertEqual(unexpected, [], "publishes answered neither 200 nor 503 unavailable")
-        self.assertEqual(len(acked), TARGET, "acknowledged %d of %d (refused %d, unknown %d)"
-                         % (len(acked), TARGET, len(refused), len(unknown)))
-        self.assertTrue(any(a[4] < t_stop for a in acked) and any(a[4] > t_start for a in acked),
-                        "no publishes acknowledged on both sides of the outage")
-        self.assertGreater(len(refused) + len(unknown), 0, "no publish was refused during the outage")
+        self.assertEqual(len(acked), self.TARGET, "acknowledged %d of %d (refused %d, unknown %d)%s"
+                         % (len(acked), self.TARGET, len(refused), len(unknown), self.logs()))
+        self.assertTrue(any(a[4] < t_disrupt for a in acked) and any(a[4] > t_end for a in acked),
+                        "no publishes acknowledged on both sides of the disruption")
         print("note: %d acknowledged, %d refused with 503, %d without an answer"
               % (len(acked), len(refused), len(unknown)), flush=True)
+        return acked, refused, unknown
 
-        # acknowledged offsets: distinct, increasing per channel in publish order
+    def check_stream(self, chs, subs, epoch, acked):
+        """Every acknowledged event is in the history of every node, which has no gap,
+        and every subscriber gets everything stored, in order, once (the gap fill)."""
         for ch in chs:
             offs = [a[1] for a in acked if a[0] == ch]
             self.assertEqual(offs, sorted(set(offs)), "acknowledged offsets of %s repeat or go back" % ch)
-        # the history survived the restart: every acknowledged event is there, on every node
         latest = {}
         for node in self.nodes:
             for ch in chs:
@@ -937,13 +1049,12 @@ class ClusterRedisOutage(ClusterCase):
                 latest.setdefault(ch, last)
                 self.assertEqual(latest[ch], last, "nodes disagree on the latest offset of %s" % ch)
 
-        # the gap fill: every subscriber on every node gets everything stored, in order, once
         def complete():
             return all(len(col.events(ch)) >= latest[ch] for _n, col, mine in subs for ch in mine)
         try:
             wait_until(complete, 15.0, what="every subscriber has every event")
         except AssertionError:
-            pass
+            pass   # the exact comparison below says what is missing
         time.sleep(0.3)
         acked_by = {(a[0], a[1]): a[2] for a in acked}
         for node, col, mine in subs:
@@ -957,6 +1068,50 @@ class ClusterRedisOutage(ClusterCase):
                 for m in col.events(ch):
                     if (ch, m["offset"]) in acked_by:
                         self.assertEqual(m["id"], acked_by[(ch, m["offset"])])
+
+    def test_b_redis_restart_mid_stream_loses_no_acknowledged_event(self):
+        n1, n2, n3 = self.nodes
+        chs = [uniq("jobs"), "stream:" + uniq("rs")]
+        subs, epoch = self.subscribers(chs)
+
+        def restart_redis():
+            self.redis.stop()    # SIGTERM: Redis writes its AOF and exits
+            t_stop = time.monotonic()
+            body = self.wait(lambda: self.degraded(n3), 5.0, "/health 503 degraded on n3 while Redis is down")
+            self.assertTrue(str(body.get("reason", "")).startswith("redis"), body)
+            time.sleep(max(0.0, t_stop + 1.0 - time.monotonic()))
+            self.redis.start()   # same port, same dir: the AOF is read back
+            t_start = time.monotonic()
+            for node in self.nodes:
+                self.wait(lambda node=node: health(node)[0] == 200, 10.0, "/health 200 again on %s" % node.node_id,
+                          interval=0.1)
+            print("note: nodes healthy %.1f s after Redis restarted" % (time.monotonic() - t_start), flush=True)
+            return t_start
+
+        acked, refused, unknown = self.stream(chs, (n1, n2), restart_redis)
+        self.assertGreater(len(refused) + len(unknown), 0, "no publish was refused while Redis was down")
+        self.check_stream(chs, subs, epoch, acked)
+
+    def test_d_pubsub_links_killed_mid_stream_lose_nothing(self):
+        # Redis stays up; only the nodes' pub/sub connections drop (CLIENT KILL TYPE
+        # pubsub), several times: the events published meanwhile reach the subscribers
+        # through the gap fill from the history.
+        n1, n2, n3 = self.nodes
+        chs = [uniq("jobs"), "creator:" + uniq("pk")]
+        subs, epoch = self.subscribers(chs)
+        kills = []
+
+        def kill_pubsub_links():
+            for _ in range(3):
+                kills.append(self.redis.command("CLIENT", "KILL", "TYPE", "pubsub"))
+                time.sleep(0.4)
+            return time.monotonic()
+
+        acked, _refused, _unknown = self.stream(chs, (n1, n2, n3), kill_pubsub_links)
+        self.assertGreaterEqual(kills[0], len(self.nodes), "CLIENT KILL found %r pub/sub connections" % kills)
+        self.check_stream(chs, subs, epoch, acked)
+        for node in self.nodes:
+            self.wait(lambda node=node: health(node)[0] == 200, 10.0, "/health 200 on %s" % node.node_id)
 
     def test_c_redis_back_without_its_data_gives_a_new_epoch_and_1012(self):
         n1, n2, n3 = self.nodes
@@ -999,6 +1154,60 @@ class ClusterRedisOutage(ClusterCase):
         self.assertEqual(r["data"]["epochs"], {ch: new_epoch}, r)
         c.no_message(0.3)
 
+    def pubsub_client_ids(self, node):
+        """Redis client ids of node's pub/sub connections: CLIENT LIST gives each
+        connection's peer port; /proc tells which of them are the node's sockets."""
+        mine = set()
+        for fd in os.listdir("/proc/%d/fd" % node.proc.pid):
+            try:
+                link = os.readlink("/proc/%d/fd/%s" % (node.proc.pid, fd))
+            except OSError:
+                continue
+            if link.startswith("socket:["):
+                mine.add(int(link[8:-1]))
+        port_inode = {}
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            try:
+                with open(table) as f:
+                    rows = f.read().splitlines()[1:]
+            except OSError:
+                continue
+            for row in rows:
+                cols = row.split()
+                port_inode.setdefault(int(cols[1].rsplit(":", 1)[1], 16), set()).add(int(cols[9]))
+        ids = []
+        for line in self.redis.command("CLIENT", "LIST").splitlines():
+            f = dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
+            if "P" not in f.get("flags", ""):
+                continue
+            port = int(f["addr"].rsplit(":", 1)[1])
+            if port_inode.get(port, set()) & mine:
+                ids.append(f["id"])
+        return ids
+
+    def test_e_one_nodes_pubsub_link_killed_while_the_others_publish(self):
+        # n2 alone loses its pub/sub connection, three times, while n1 and n3 go on
+        # publishing: n2 misses those messages on the wire and must fill the gap
+        # from the history; n1 and n3 are not disturbed.
+        n1, n2, n3 = self.nodes
+        chs = [uniq("jobs"), "stream:" + uniq("pk2")]
+        subs, epoch = self.subscribers(chs)
+        killed = []
+
+        def kill_n2_link():
+            for _ in range(3):
+                ids = self.wait(lambda: self.pubsub_client_ids(n2), 10.0, "n2's pub/sub connection in CLIENT LIST")
+                self.assertEqual(len(ids), 1, "n2 holds %d pub/sub connections" % len(ids))
+                self.assertEqual(self.redis.command("CLIENT", "KILL", "ID", ids[0]), 1)
+                killed.append(ids[0])
+                time.sleep(0.5)
+            return time.monotonic()
+
+        acked, refused, unknown = self.stream(chs, (n1, n3), kill_n2_link)
+        self.assertEqual(len(set(killed)), 3, "the same connection killed twice: %r" % killed)
+        self.assertEqual((refused, unknown), ([], []), "publishes on n1 and n3 were disturbed by n2's link")
+        self.check_stream(chs, subs, epoch, acked)
+
 
 # -- start-up checks, no cluster ---------------------------------------------------------------------
 class RedisStartChecks(unittest.TestCase):
@@ -1017,7 +1226,7 @@ class RedisStartChecks(unittest.TestCase):
         self.assertEqual(r.command("CONFIG", "GET", "appendonly"), ["appendonly", "no"])
         h = Herald(node_config(r, "e2ewarn"), name="nopersist")
         h.node_id = "auto"
-        self.cleanups.append(h.kill)
+        self.cleanups.append(lambda: discard(h))
         h.start()
         try:
             wait_until(lambda: warn_lines(h, "appendonly"), 5.0, what="a warning naming appendonly")
@@ -1047,7 +1256,7 @@ class RedisStartChecks(unittest.TestCase):
 
     def test_cluster_stats_without_redis_is_this_node_alone(self):
         h = Herald({}, name="single")
-        self.cleanups.append(h.kill)
+        self.cleanups.append(lambda: discard(h))
         h.start()
         c = h.ws()
         self.cleanups.append(c.close)
