@@ -10,7 +10,7 @@ mode=${1:-build}
 cd "$(dirname "$0")/.."
 
 build_pkgs=(build-essential pkg-config libssl-dev zlib1g-dev libjansson-dev libjwt-dev
-            libhiredis-dev libsqlite3-dev libhttp-parser-dev uuid-runtime)
+            libhiredis-dev libsqlite3-dev libhttp-parser-dev uuid-runtime ca-certificates)
 test_pkgs=(clang libclang-rt-14-dev libcmocka-dev curl python3 python3-websockets
            python3-socketio python3-requests python3-websocket redis-server chromium)
 bench_pkgs=(nginx-light libnginx-mod-nchan wrk)

@@ -23,7 +23,7 @@ static void usage(FILE *out)
             "  serve [--config F] [--listen H:P] [--data-dir D] [--api-key K] [--jwt-secret S]\n"
             "        [--redis URL] [--node-id ID] [--log-level L] [--workers N]\n"
             "  publish [--url U] [--api-key K] CHANNEL EVENT [DATA|-]\n"
-            "  tail [--url ws://…/ws] [--token T] [--since N] CHANNEL...\n"
+            "  tail [--url ws(s)://…/ws] [--token T] [--since N] CHANNEL...\n"
             "  token create --channel C [--channel C2] [--label L] [--data-dir D | --config F]\n"
             "  token list [--data-dir D | --config F]\n"
             "  token revoke ID [--data-dir D | --config F]\n"

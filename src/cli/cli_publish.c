@@ -1,6 +1,6 @@
-/* herald publish: one POST /api/publish over a plain blocking socket. The response
- * is parsed with http_parser, which gives Content-Length, chunked and
- * close-delimited bodies for free. */
+/* herald publish: one POST /api/publish over a blocking ws_stream (TCP, or TLS for
+ * https://). The response is parsed with http_parser, which gives Content-Length,
+ * chunked and close-delimited bodies for free. */
 #include "cli/cli_client.h"
 
 #include <getopt.h>
@@ -30,10 +30,12 @@ typedef struct reply {
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: herald publish [--url U] [--api-key K] CHANNEL EVENT [DATA|-]\n"
+            "usage: herald publish [--url U] [--api-key K] [--ca-file F] CHANNEL EVENT [DATA|-]\n"
             "  DATA is JSON text (a string needs quotes: '\"hi\"'); '-' or none reads stdin.\n"
-            "  --url U       server (env HERALD_URL, default " DEFAULT_URL ")\n"
+            "  --url U       server, http:// or https:// (env HERALD_URL, default " DEFAULT_URL ")\n"
             "  --api-key K   sent as Authorization: Bearer (env HERALD_API_KEY)\n"
+            "  --ca-file F   https: trust the CAs in PEM file F instead of the system store\n"
+            "                (env HERALD_CA_FILE); the certificate is always verified\n"
             "Options come before CHANNEL, so DATA may start with '-' (e.g. -5).\n");
 }
 
@@ -134,12 +136,15 @@ static int on_complete(http_parser *p)
 
 /* Sends the request and reads the whole response. Returns the HTTP status, or -1
  * after printing why. */
-static int exchange(const url_t *u, const char *api_key, const char *body, reply_t *r)
+static int exchange(const url_t *u, const char *api_key, const char *ca_file, const char *body, reply_t *r)
 {
     char err[256], host[URL_MAX_HOST + 16];
     ws_stream_t s;
-    if (ws_stream_open(&s, u, PUBLISH_TIMEOUT_MS, NULL, err, sizeof(err)) < 0) {
-        fprintf(stderr, "herald publish: %s\n", err);
+    int open_rc = ws_stream_open_ca(&s, u, PUBLISH_TIMEOUT_MS, NULL, ca_file, err, sizeof(err));
+    if (open_rc < 0) {
+        bool untrusted = open_rc == HERALD_EUNAUTH && !ca_file;
+        fprintf(stderr, "herald publish: %s%s\n", err,
+                untrusted ? " (a private CA can be trusted with HERALD_CA_FILE or --ca-file)" : "");
         return -1;
     }
     url_host_header(u, host, sizeof(host));
@@ -212,16 +217,20 @@ int cli_publish(int argc, char **argv)
     static const struct option opts[] = {
         { "url", required_argument, NULL, 'u' },
         { "api-key", required_argument, NULL, 'k' },
+        { "ca-file", required_argument, NULL, 'c' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     const char *url_s = env_or("HERALD_URL", DEFAULT_URL), *api_key = env_or("HERALD_API_KEY", NULL);
+    const char *ca_file = env_or("HERALD_CA_FILE", NULL);
     optind = 0;   /* glibc: 0 also resets getopt's internal state */
     for (int c; (c = getopt_long(argc, argv, "+h", opts, NULL)) != -1;) {
         if (c == 'u')
             url_s = optarg;
         else if (c == 'k')
             api_key = optarg;
+        else if (c == 'c')
+            ca_file = *optarg ? optarg : NULL;
         else {
             usage(c == 'h' ? stdout : stderr);
             return c == 'h' ? 0 : 1;
@@ -234,7 +243,7 @@ int cli_publish(int argc, char **argv)
     }
     url_t u;
     if (url_parse(url_s, &u) < 0 || (u.scheme != URL_HTTP && u.scheme != URL_HTTPS)) {
-        fprintf(stderr, "herald publish: --url needs an http:// URL, got '%s'\n", url_s);
+        fprintf(stderr, "herald publish: --url needs an http:// or https:// URL, got '%s'\n", url_s);
         return 1;
     }
     if (url_path_join(&u, "api/publish") < 0 || (api_key && strpbrk(api_key, "\r\n"))) {
@@ -252,7 +261,7 @@ int cli_publish(int argc, char **argv)
     if (!body)
         return 1;
     reply_t r = { 0 };
-    int status = exchange(&u, api_key, body, &r);
+    int status = exchange(&u, api_key, ca_file, body, &r);
     free(body);
     int exit_code = 1;
     if (status >= 200 && status < 300) {

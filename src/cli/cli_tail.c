@@ -43,6 +43,7 @@ typedef struct chan_state {
 
 typedef struct tail {
     url_t url;
+    const char *ca_file;       /* wss: CAs trusted instead of the system store, or NULL */
     chan_state_t *chans;
     size_t chan_count;
     uint64_t max_events;       /* 0: no limit */
@@ -243,16 +244,19 @@ static int run_connection(tail_t *t, bool *connected)
     int timeout = time_left(t, CONNECT_TIMEOUT_MS);
     if (timeout == 0)
         return 2;
-    ws_client_options_t opt = { .timeout_ms = timeout, .stop = &stop_requested };
+    ws_client_options_t opt = { .timeout_ms = timeout, .stop = &stop_requested, .ca_file = t->ca_file };
     ws_client_t *c;
     char err[256];
     int rc = ws_client_connect(&t->url, &opt, &c, err, sizeof(err));
     if (rc == HERALD_ESTOP || (rc < 0 && stop_requested))
         return 0;
     if (rc < 0) {
-        /* no retry can fix an unsupported scheme or a refused credential */
+        /* no retry can fix a bad URL or CA file (HERALD_EINVAL), nor a refused
+         * credential or a server certificate that does not verify (HERALD_EUNAUTH) */
         bool fatal = rc == HERALD_EINVAL || rc == HERALD_EUNAUTH;
-        log_msg(fatal ? LOG_ERROR : LOG_WARN, "cannot connect", "error", err, NULL);
+        bool untrusted = rc == HERALD_EUNAUTH && strstr(err, "certificate verify failed") && !t->ca_file;
+        log_msg(fatal ? LOG_ERROR : LOG_WARN, "cannot connect", "error", err,
+                untrusted ? "hint" : NULL, "a private CA can be trusted with HERALD_CA_FILE or --ca-file", NULL);
         return fatal ? 1 : TAIL_RECONNECT;
     }
     *connected = true;
@@ -302,9 +306,11 @@ static int pause_ms(const tail_t *t, int ms)
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: herald tail [--url ws://HOST:PORT/ws] [--token T] [--since N] [--verbose]\n"
-            "                   [--max-events N] [--timeout S] CHANNEL...\n"
-            "  --url U          server (env HERALD_WS_URL, default " DEFAULT_WS_URL ")\n"
+            "usage: herald tail [--url ws[s]://HOST:PORT/ws] [--token T] [--since N] [--verbose]\n"
+            "                   [--max-events N] [--timeout S] [--ca-file F] CHANNEL...\n"
+            "  --url U          server, ws:// or wss:// (env HERALD_WS_URL, default " DEFAULT_WS_URL ")\n"
+            "  --ca-file F      wss: trust the CAs in PEM file F instead of the system store\n"
+            "                   (env HERALD_CA_FILE); the certificate is always verified\n"
             "  --token T        access token or JWT, sent as ?token=\n"
             "  --since N        start after offset N on every channel\n"
             "  --verbose        log control messages (connected, subscribed, pong) on stderr\n"
@@ -332,9 +338,10 @@ static int parse_args(tail_t *t, int argc, char **argv)
         { "url", required_argument, NULL, 'u' }, { "token", required_argument, NULL, 't' },
         { "since", required_argument, NULL, 's' }, { "verbose", no_argument, NULL, 'v' },
         { "max-events", required_argument, NULL, 'n' }, { "timeout", required_argument, NULL, 'T' },
-        { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 },
+        { "ca-file", required_argument, NULL, 'c' }, { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
     };
-    const char *url_s = getenv("HERALD_WS_URL"), *token = NULL;
+    const char *url_s = getenv("HERALD_WS_URL"), *token = NULL, *ca_file = getenv("HERALD_CA_FILE");
     uint64_t since = 0;
     bool has_since = false;
     double timeout_s = -1;
@@ -346,6 +353,7 @@ static int parse_args(tail_t *t, int argc, char **argv)
         switch (c) {
         case 'u': url_s = optarg; break;
         case 't': token = optarg; break;
+        case 'c': ca_file = optarg; break;
         case 's': ok = parse_u64(optarg, &since) && since <= INT64_MAX; has_since = true; break;
         case 'v': log_set_level("debug"); break;
         case 'n': ok = parse_u64(optarg, &t->max_events) && t->max_events > 0; break;
@@ -367,6 +375,7 @@ static int parse_args(tail_t *t, int argc, char **argv)
         fprintf(stderr, "herald tail: bad or too long --url '%s'\n", url_s && *url_s ? url_s : DEFAULT_WS_URL);
         return 1;
     }
+    t->ca_file = ca_file && *ca_file ? ca_file : NULL;
     t->deadline_ms = timeout_s > 0 ? now_ms() + (int64_t)(timeout_s * 1000) : -1;
     t->chan_count = (size_t)(argc - optind);
     t->chans = calloc(t->chan_count, sizeof(*t->chans));

@@ -3,20 +3,24 @@
  *
  * Two layers:
  *  - ws_stream_t: the byte stream under a client connection: a TCP socket with
- *    deadlines on connect, read and write. TLS will slot in here (an SSL * beside the
- *    fd, used by ws_stream_read/ws_stream_write); until then https:// and wss:// are
- *    refused with "TLS not supported yet". `herald publish` uses it for its plain
- *    HTTP request.
+ *    deadlines on connect, read and write, and for https:// and wss:// a TLS
+ *    client (OpenSSL, an SSL * beside the fd): TLS 1.2 or newer, SNI, ALPN
+ *    http/1.1, the certificate verified against the system trust store (or a CA
+ *    file given by the caller) and checked against the URL's host. There is no
+ *    way to turn verification off. `herald publish` uses it for its HTTP request.
  *  - ws_client_t: the HTTP upgrade (random key, Sec-WebSocket-Accept checked), then
  *    text messages in, masked frames out, pings answered, the close handshake.
  *
- * Owns: its socket, its ws_reader_t and the messages it has read but not yet
- * returned. Does not own: the url and options (copied or borrowed only during the
- * call). Not thread-safe: one thread uses a connection at a time. */
+ * Owns: its socket, its SSL, its ws_reader_t and the messages it has read but not
+ * yet returned. Does not own: the url and options (copied or borrowed only during
+ * the call). Not thread-safe: one thread uses a connection at a time; different
+ * connections may be used on different threads. SIGPIPE is held off around each
+ * OpenSSL call, so a peer that went away gives an error, not a signal. */
 #ifndef HERALD_WS_CLIENT_H
 #define HERALD_WS_CLIENT_H
 
 #include <signal.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -24,24 +28,52 @@
 
 /* ---- byte stream ---- */
 
+struct ssl_st;
+
 typedef struct ws_stream {
     int fd;
     int timeout_ms;                      /* each read/write waits at most this long */
     const volatile sig_atomic_t *stop;   /* set by a signal handler: waits give up (may be NULL) */
+    struct ssl_st *ssl;                  /* https/wss: the TLS connection over fd; NULL: plain */
 } ws_stream_t;
 
-/* Resolves url's host, connects to the first address that answers within
- * timeout_ms and returns 0, or a negative code with a one-line reason in err:
- * HERALD_EUNAVAIL (resolution failed, refused, timed out), HERALD_EINVAL (TLS
- * scheme, not supported yet), HERALD_ESTOP (*stop was set). */
+/* Resolves url's host, connects to the first address that answers and, for
+ * https:// and wss://, completes the TLS handshake, all within timeout_ms. The
+ * server's certificate is verified against the system trust store (OpenSSL's
+ * default paths: Debian's ca-certificates; SSL_CERT_FILE / SSL_CERT_DIR override
+ * them), or, when ca_file is set, against the PEM certificates in that file
+ * instead; its name must match url's host (a DNS name, or an IP address for an IP
+ * literal, which is then not sent as SNI). ca_file is ignored for plain URLs.
+ * Returns 0, or a negative code with a one-line reason in err:
+ *   HERALD_EUNAVAIL  resolution failed, refused, timed out, or the connection was
+ *                    dropped during the TLS handshake (worth retrying)
+ *   HERALD_EUNAUTH   "certificate verify failed: <reason>": untrusted, expired, or
+ *                    issued for another name (not worth retrying as is)
+ *   HERALD_EPROTO    "TLS handshake ... failed: <reason>": the server does not speak
+ *                    TLS, or no protocol version or cipher in common
+ *   HERALD_EINVAL    ca_file cannot be read or holds no certificate
+ *   HERALD_ESTOP     *stop was set
+ * On failure nothing is left open; ws_stream_close is allowed anyway. */
+int ws_stream_open_ca(ws_stream_t *s, const url_t *url, int timeout_ms,
+                      const volatile sig_atomic_t *stop, const char *ca_file,
+                      char *err, size_t err_size);
+/* ws_stream_open_ca with the system trust store (ca_file NULL). */
 int ws_stream_open(ws_stream_t *s, const url_t *url, int timeout_ms,
                    const volatile sig_atomic_t *stop, char *err, size_t err_size);
 /* Writes all of buf. 0, HERALD_EAGAIN (timed out), HERALD_ECLOSED, HERALD_EIO, HERALD_ESTOP. */
 int ws_stream_write(ws_stream_t *s, const void *buf, size_t len);
 /* Reads what is available, waiting up to timeout_ms (-1: no limit, though *stop
- * still ends the wait). Returns the byte count (> 0), HERALD_ECLOSED at end of
- * stream, HERALD_EAGAIN when the wait ended with nothing, HERALD_EIO, HERALD_ESTOP. */
+ * still ends the wait). Bytes already decrypted inside OpenSSL are returned at
+ * once, without a poll. Returns the byte count (> 0), HERALD_ECLOSED at end of
+ * stream (a TLS peer's close_notify, or its TCP close without one, as servers
+ * behind load balancers often do), HERALD_EAGAIN when the wait ended with nothing,
+ * HERALD_EIO (including a TLS record that fails to decrypt), HERALD_ESTOP. */
 long ws_stream_read(ws_stream_t *s, void *buf, size_t len, int timeout_ms);
+/* True when a read would return bytes without waiting (TLS data buffered inside
+ * OpenSSL): a caller that polls s->fd itself must check this first. */
+bool ws_stream_pending(const ws_stream_t *s);
+/* Sends TLS close_notify (best effort, never waits), then closes the socket.
+ * Idempotent. */
 void ws_stream_close(ws_stream_t *s);
 
 /* ---- WebSocket connection ---- */
@@ -53,6 +85,8 @@ typedef struct ws_client_options {
     const char *bearer;                  /* sent as "Authorization: Bearer ..." when set */
     uint64_t max_message_bytes;          /* 0: 16 MiB */
     const volatile sig_atomic_t *stop;   /* see ws_stream_t; may be NULL */
+    const char *ca_file;                 /* wss: PEM CAs trusted instead of the system store;
+                                          * NULL: the system store (see ws_stream_open_ca) */
 } ws_client_options_t;
 
 typedef struct ws_client_msg {
@@ -64,8 +98,8 @@ typedef struct ws_client_msg {
 
 /* Connects and upgrades. On success *out is a new connection (free it with
  * ws_client_destroy). On failure returns a negative code (see ws_stream_open;
- * HERALD_EPROTO for a response that is not a valid upgrade, HERALD_EUNAUTH for
- * a 401/403) with a one-line reason in err. Borrows url and opt. */
+ * HERALD_EPROTO also for a response that is not a valid upgrade, HERALD_EUNAUTH
+ * also for a 401/403) with a one-line reason in err. Borrows url and opt. */
 int ws_client_connect(const url_t *url, const ws_client_options_t *opt, ws_client_t **out,
                       char *err, size_t err_size);
 
