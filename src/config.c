@@ -1,4 +1,5 @@
 #include "config.h"
+#include "chain/abi.h"
 #include "cluster/redis_io.h"
 
 #include <arpa/inet.h>
@@ -1155,140 +1156,6 @@ static void apply_routes(ctx_t *x, config_t *c, json_t *v, const char *path)
 
 /* ------------------------------------------------------------------ sources */
 
-#define SIG_MAX_PARAMS 32
-#define SIG_NAME_MAX 64
-
-typedef struct sig {
-    char params[SIG_MAX_PARAMS][SIG_NAME_MAX];
-    const char *list[SIG_MAX_PARAMS];
-    size_t n, indexed;
-} evsig_t;
-
-static const char *skip_spaces(const char *p)
-{
-    while (*p == ' ' || *p == '\t') p++;
-    return p;
-}
-
-/* Solidity identifiers; len 0 when there is none. */
-static size_t ident_len(const char *p)
-{
-    size_t n = 0;
-    if (!(is_alpha(*p) || *p == '_' || *p == '$')) return 0;
-    while (is_alpha(p[n]) || is_digit(p[n]) || p[n] == '_' || p[n] == '$') n++;
-    return n;
-}
-
-static bool bits_ok(const char *d, size_t n, unsigned lo, unsigned hi, unsigned step)
-{
-    if (n == 0) return true; /* "uint" alone is uint256 */
-    if (n > 3 || d[0] == '0') return false;
-    unsigned v = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!is_digit(d[i])) return false;
-        v = v * 10 + (unsigned)(d[i] - '0');
-    }
-    return v >= lo && v <= hi && v % step == 0;
-}
-
-/* Elementary ABI types with array suffixes: uint256, bytes32, address[], int8[3]. */
-static bool abi_type_ok(const char *t, size_t len)
-{
-    size_t base = 0;
-    while (base < len && t[base] != '[') base++;
-    for (size_t i = base; i < len;) {
-        if (t[i] != '[') return false;
-        size_t j = i + 1;
-        while (j < len && is_digit(t[j])) j++;
-        if (j >= len || t[j] != ']' || (j > i + 1 && t[i + 1] == '0')) return false;
-        i = j + 1;
-    }
-    static const char *const fixed[] = {"address", "bool", "string", "bytes", "function"};
-    for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
-        if (strlen(fixed[i]) == base && memcmp(t, fixed[i], base) == 0) return true;
-    if (base > 4 && memcmp(t, "uint", 4) == 0) return bits_ok(t + 4, base - 4, 8, 256, 8);
-    if (base == 4 && memcmp(t, "uint", 4) == 0) return true;
-    if (base >= 3 && memcmp(t, "int", 3) == 0) return bits_ok(t + 3, base - 3, 8, 256, 8);
-    if (base > 5 && memcmp(t, "bytes", 5) == 0) return bits_ok(t + 5, base - 5, 1, 32, 1);
-    return false;
-}
-
-/* One `type [indexed] name` of an event signature. */
-static const char *sig_param(const char *p, evsig_t *sig, char *why, size_t wl)
-{
-    size_t tl = 0;
-    while (is_alpha(p[tl]) || is_digit(p[tl]) || p[tl] == '[' || p[tl] == ']') tl++;
-    if (!abi_type_ok(p, tl)) {
-        snprintf(why, wl, "parameter %zu: \"%.*s\" is not an ABI type", sig->n + 1, (int)(tl > 40 ? 40 : tl), p);
-        return NULL;
-    }
-    p = skip_spaces(p + tl);
-    size_t nl = ident_len(p);
-    /* "indexed" is a keyword, never a name: "uint256 indexed" has no name */
-    if (nl == 7 && memcmp(p, "indexed", 7) == 0) {
-        sig->indexed++;
-        p = skip_spaces(p + 7);
-        nl = ident_len(p);
-    }
-    if (nl == 0 || nl >= SIG_NAME_MAX) {
-        snprintf(why, wl, "parameter %zu needs a name (Name(type [indexed] name, ...))", sig->n + 1);
-        return NULL;
-    }
-    for (size_t i = 0; i < sig->n; i++) {
-        if (strlen(sig->params[i]) == nl && memcmp(sig->params[i], p, nl) == 0) {
-            snprintf(why, wl, "parameter name %.*s repeats", (int)nl, p);
-            return NULL;
-        }
-    }
-    if (sig->n == SIG_MAX_PARAMS) {
-        snprintf(why, wl, "more than %d parameters", SIG_MAX_PARAMS);
-        return NULL;
-    }
-    memcpy(sig->params[sig->n], p, nl);
-    sig->params[sig->n][nl] = '\0';
-    sig->list[sig->n] = sig->params[sig->n];
-    sig->n++;
-    return skip_spaces(p + nl);
-}
-
-/* `Name(type [indexed] name, ...)` */
-static bool sig_parse(const char *s, evsig_t *sig, char *why, size_t wl)
-{
-    sig->n = sig->indexed = 0;
-    const char *p = skip_spaces(s);
-    size_t nl = ident_len(p);
-    if (nl == 0) {
-        snprintf(why, wl, "must start with the event name: Name(type [indexed] name, ...)");
-        return false;
-    }
-    p = skip_spaces(p + nl);
-    if (*p != '(') {
-        snprintf(why, wl, "expected '(' after the event name");
-        return false;
-    }
-    p = skip_spaces(p + 1);
-    if (*p != ')') {
-        for (;;) {
-            if (!(p = sig_param(p, sig, why, wl))) return false;
-            if (*p == ')') break;
-            if (*p != ',') {
-                snprintf(why, wl, "expected ',' or ')' after parameter %zu", sig->n);
-                return false;
-            }
-            p = skip_spaces(p + 1);
-        }
-    }
-    if (*skip_spaces(p + 1) != '\0') {
-        snprintf(why, wl, "unexpected text after ')'");
-        return false;
-    }
-    if (sig->indexed > 3) {
-        snprintf(why, wl, "at most 3 parameters can be indexed");
-        return false;
-    }
-    return true;
-}
-
 static bool check_source_name(const char *s, char *why, size_t wl)
 {
     size_t n = strlen(s);
@@ -1404,15 +1271,20 @@ static void evm_event(ctx_t *x, json_t *e, const char *path)
 {
     static const char *const keys[] = {"signature", "channel", "event"};
     char p[PATH_LEN], why[WHY_LEN];
-    evsig_t sig;
+    abi_event_t sig;
+    const char *list[ABI_MAX_PARAMS];
     keys_known(x, e, path, keys, NFIELDS(keys));
     const char *s = src_str(x, e, path, "signature", true, NULL);
+    /* the parser the evm source decodes with, so a signature that passes here is
+     * one the source can subscribe to */
     bool sig_ok = false;
     path_key(p, path, "signature");
-    if (s && !(sig_ok = sig_parse(s, &sig, why, sizeof why))) problem(x, p, "%s", why);
-    names_t nm = {sig.list, sig_ok ? sig.n : 0, !sig_ok, false, "is not a parameter of the event signature"};
+    if (s && !(sig_ok = abi_event_parse(s, &sig, why, sizeof why) == 0)) problem(x, p, "%s", why);
+    for (size_t i = 0; sig_ok && i < sig.count; i++) list[i] = sig.params[i].name;
+    names_t nm = {list, sig_ok ? sig.count : 0, !sig_ok, false, "is not a parameter of the event signature"};
     src_template(x, e, path, "channel", true, &nm);
     src_template(x, e, path, "event", false, &nm);
+    if (sig_ok) abi_event_free(&sig);
 }
 
 static void check_evm(ctx_t *x, json_t *o, const char *path)

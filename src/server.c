@@ -3,6 +3,7 @@
 #include "auth/iplimit.h"
 #include "auth/jwt.h"
 #include "auth/tokens.h"
+#include "chain/sources.h"
 #include "cluster/cluster.h"
 #include "core/tls.h"
 #include "core/err.h"
@@ -256,10 +257,13 @@ int server_start(server_t *s, const config_t *cfg)
         }
     }
     if (s->cluster && cluster_start(s->cluster) < 0) return HERALD_EIO;
+    int src_rc = sources_create(s, cfg, &s->sources);
+    if (src_rc < 0) return src_rc;   /* logged */
     for (unsigned i = 0; i < s->worker_count; i++) {
         int rc = worker_start(&s->workers[i]);
         if (rc < 0) return rc;
     }
+    if (sources_start(s->sources) < 0) return HERALD_EIO;
     char n[16];
     snprintf(n, sizeof n, "%u", s->worker_count);
     log_msg(LOG_INFO, "listening", "address", cfg->listen, "workers", n, "tls", s->tls_ctx ? "on" : "off", "version",
@@ -271,6 +275,8 @@ int server_start(server_t *s, const config_t *cfg)
 
 void server_stop(server_t *s)
 {
+    /* the sources publish through the workers: they end first */
+    sources_stop(s->sources);
     for (unsigned i = 0; i < s->worker_count; i++) worker_post(&s->workers[i], INBOX_SHUTDOWN, NULL, 0);
     for (unsigned i = 0; i < s->worker_count; i++) {
         if (s->workers[i].thread) worker_join(&s->workers[i]);
@@ -289,6 +295,8 @@ void server_stop(server_t *s)
     for (unsigned i = 0; i < s->worker_count; i++) worker_deinit(&s->workers[i]);
     free(s->workers);
     s->workers = NULL;
+    sources_destroy(s->sources);
+    s->sources = NULL;
     cluster_destroy(s->cluster);
     s->cluster = NULL;
     sequencer_destroy(s->seq);
@@ -452,5 +460,6 @@ void server_route(conn_t *c, http_request_t *req)
         r->fn(c, req);
         return;
     }
+    if (sources_route(c->worker->server->sources, c, req)) return;   /* a chainhook source's path */
     http_respond_error(c, 404, "not_found", "no such endpoint");
 }

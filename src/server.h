@@ -36,6 +36,7 @@ typedef struct server {
     struct ssl_ctx_st *tls_ctx;       /* NULL: plain TCP */
     struct sio_registry *sio;         /* Socket.IO session ids -> owning worker */
     struct cluster *cluster;          /* the Redis engine, when redis.url is set */
+    struct sources *sources;          /* chain event sources, or NULL */
     char node_id[65];                 /* node_id, "auto" resolved */
     int64_t tokens_checked_ms;        /* revocations seen up to here (worker 0 polls) */
     struct cidr *trusted_proxies;     /* parsed from the config */

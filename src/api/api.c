@@ -1,5 +1,6 @@
 #include "api/api.h"
 #include "api/pubwait.h"
+#include "chain/sources.h"
 #include "cluster/cluster.h"
 #include "auth/policy.h"
 #include "auth/tokens.h"
@@ -579,10 +580,12 @@ void api_stats(conn_t *c, const http_request_t *req)
                         atomic_load(&s->metrics.connections[PROTO_SSE]));
     rc |= sequencer_render_by_channel(s->seq, limit, &b);
     rc |= buf_printf(&b, "},\"channels\":%ld,\"messages\":{\"published\":%lu,\"delivered\":%lu,\"dropped\":%lu},"
-                         "\"slow_consumers\":%lu,\"workers\":%u}",
+                         "\"slow_consumers\":%lu,\"workers\":%u",
                      sequencer_active_channels(s->seq), atomic_load(&s->metrics.published),
                      atomic_load(&s->metrics.delivered), atomic_load(&s->metrics.dropped),
                      atomic_load(&s->metrics.slow_consumers), s->worker_count);
+    rc |= sources_render_stats(s->sources, &b);
+    rc |= buf_append_str(&b, "}");
     if (rc) http_respond_error(c, 503, "unavailable", "out of memory");
     else http_respond_json_text(c, 200, b.data, b.len);
     buf_free(&b);
@@ -594,6 +597,7 @@ void api_metrics(conn_t *c, const http_request_t *req)
     server_t *s = c->worker->server;
     buf_t b = {0};
     int rc = metrics_render(&s->metrics, sequencer_active_channels(s->seq), &b);
+    if (rc == 0) rc = sources_render_metrics(s->sources, &b);
     if (rc == 0 && s->cluster)
         rc = buf_printf(&b,
                         "# HELP herald_redis_up Whether both connections to Redis are ready (redis.url set).\n"
