@@ -3,6 +3,7 @@
 #include "chain/evm.h"
 #include "auth/policy.h"
 #include "core/err.h"
+#include "core/waiter.h"
 #include "hub/sequencer.h"
 #include "log.h"
 #include "proto/native.h"
@@ -112,71 +113,27 @@ void sources_set_cursor(sources_t *ss, const source_t *src, uint64_t block)
 
 /* ---- publishing from a source's thread ---- */
 
-typedef struct pub_waiter {
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    int refs;
-    bool done;
-    int status;
-} pub_waiter_t;
-
-static void waiter_put(pub_waiter_t *w)
-{
-    pthread_mutex_lock(&w->lock);
-    bool last = --w->refs == 0;
-    pthread_mutex_unlock(&w->lock);
-    if (!last) return;
-    pthread_cond_destroy(&w->cond);
-    pthread_mutex_destroy(&w->lock);
-    free(w);
-}
-
 static void on_published(void *arg, int status, const publish_result_t *r)
 {
     (void)r;
-    pub_waiter_t *w = arg;
-    pthread_mutex_lock(&w->lock);
-    w->status = status;
-    w->done = true;
-    pthread_cond_signal(&w->cond);
-    pthread_mutex_unlock(&w->lock);
-    waiter_put(w);
+    waiter_finish(arg, status, NULL, 0);
 }
 
 int sources_publish_wait(sources_t *ss, const char *channel, const char *name, const char *data,
                          const char *idem_key)
 {
     server_t *s = ss->server;
-    pub_waiter_t *w = calloc(1, sizeof *w);
+    waiter_t *w = waiter_new();
     if (!w) return HERALD_ENOMEM;
-    pthread_mutex_init(&w->lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&w->cond, &ca);
-    pthread_condattr_destroy(&ca);
-    w->refs = 2;
     publish_result_t out;
     int rc = sequencer_publish(s->seq, channel, strlen(channel), name, strlen(name), data, strlen(data), idem_key,
                                idem_key ? strlen(idem_key) : 0, on_published, w, &out);
     if (rc != SEQUENCER_PENDING) {   /* done at once (memory-only history), or refused: no callback */
-        w->refs = 1;
-        waiter_put(w);
+        waiter_put(w), waiter_put(w);
         return rc < 0 ? rc : 0;
     }
-    /* in slices, so a shutdown (ss->stop) does not wait for a dependency that hangs */
-    pthread_mutex_lock(&w->lock);
-    for (int waited = 0; !w->done && waited < PUBLISH_WAIT_MS && !ss->stop; waited += 200) {
-        struct timespec until;
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_nsec += 200 * 1000000L;
-        if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
-        while (!w->done && pthread_cond_timedwait(&w->cond, &w->lock, &until) != ETIMEDOUT) {
-        }
-    }
-    rc = w->done ? w->status : HERALD_EUNAVAIL;
-    pthread_mutex_unlock(&w->lock);
-    waiter_put(w);
+    /* a shutdown (ss->stop) does not wait for a dependency that hangs */
+    rc = waiter_wait(w, PUBLISH_WAIT_MS, &ss->stop, NULL);
     return rc < 0 ? rc : 0;
 }
 

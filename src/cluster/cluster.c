@@ -3,6 +3,7 @@
 #include "cluster/wire.h"
 #include "core/err.h"
 #include "core/loop.h"
+#include "core/waiter.h"
 #include "core/strmap.h"
 #include "hub/event.h"
 #include "log.h"
@@ -82,17 +83,6 @@ typedef struct link {
     unsigned backoff_ms;
     loop_timer_t timer;        /* reconnect after backoff, or give up connecting */
 } link_t;
-
-/* A blocking call's meeting point: the caller waits, the engine answers. Two
- * references (caller, engine): whoever drops the last frees it. */
-typedef struct waiter {
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    int refs;
-    bool done;
-    int status;
-    buf_t out;
-} waiter_t;
 
 typedef struct req {
     struct req *next;
@@ -191,29 +181,6 @@ static int key(cluster_t *c, buf_t *b, const char *part, const char *name, size_
     rc |= buf_append_str(b, part);
     rc |= buf_append(b, name, len);
     return rc;
-}
-
-static void waiter_put(waiter_t *w)
-{
-    pthread_mutex_lock(&w->lock);
-    bool last = --w->refs == 0;
-    pthread_mutex_unlock(&w->lock);
-    if (!last) return;
-    buf_free(&w->out);
-    pthread_cond_destroy(&w->cond);
-    pthread_mutex_destroy(&w->lock);
-    free(w);
-}
-
-static void waiter_finish(waiter_t *w, int status, const char *data, size_t len)
-{
-    pthread_mutex_lock(&w->lock);
-    w->status = status;
-    if (status > 0 && buf_append(&w->out, data, len) < 0) w->status = HERALD_ENOMEM;
-    w->done = true;
-    pthread_cond_signal(&w->cond);
-    pthread_mutex_unlock(&w->lock);
-    waiter_put(w);
 }
 
 static void req_free(req_t *r)
@@ -1215,37 +1182,18 @@ void cluster_session_save(cluster_t *c, const char *pid, size_t pid_len, const c
 int cluster_session_take(cluster_t *c, const char *pid, size_t pid_len, buf_t *out, unsigned timeout_ms)
 {
     if (!atomic_load(&c->up)) return HERALD_EUNAVAIL;
-    waiter_t *w = calloc(1, sizeof *w);
+    waiter_t *w = waiter_new();
     req_t *q = req_new(REQ_TAKE, pid, pid_len, NULL, 0);
     if (!w || !q) {
-        free(w), free(q);
+        free(q);
+        if (w) waiter_put(w), waiter_put(w);
         return HERALD_ENOMEM;
     }
-    pthread_mutex_init(&w->lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&w->cond, &ca);
-    pthread_condattr_destroy(&ca);
-    w->refs = 2;
     q->waiter = w;
     if (enqueue(c, q) < 0) {
         req_free(q);
-        w->refs = 1;
-        waiter_put(w);
+        waiter_put(w), waiter_put(w);
         return HERALD_EUNAVAIL;
     }
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_sec += timeout_ms / 1000;
-    until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
-    pthread_mutex_lock(&w->lock);
-    while (!w->done && pthread_cond_timedwait(&w->cond, &w->lock, &until) != ETIMEDOUT) {
-    }
-    int rc = w->done ? w->status : HERALD_EUNAVAIL;
-    if (rc > 0 && buf_append(out, w->out.data, w->out.len) < 0) rc = HERALD_ENOMEM;
-    pthread_mutex_unlock(&w->lock);
-    waiter_put(w);
-    return rc;
+    return waiter_wait(w, timeout_ms, NULL, out);
 }
