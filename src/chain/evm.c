@@ -183,6 +183,8 @@ static int publish_log(evm_runtime_t *rt, const evm_event_cfg_t *ec, const log_f
                 channel ? channel : "(template)", "event", name ? name : "(template)", NULL);
     } else if (!data) {
         rc = HERALD_ENOMEM;
+    } else if (*stop_flag(rt)) {
+        rc = HERALD_ESTOP;   /* shutting down: not published, so not marked; the next start takes it up */
     } else {
         char idem[400];
         snprintf(idem, sizeof idem, "evm:%s:%s%s", src->name, key, f->removed ? ":removed" : "");
@@ -190,7 +192,7 @@ static int publish_log(evm_runtime_t *rt, const evm_event_cfg_t *ec, const log_f
         if (rc == 0) {
             sources_mark(src->all, src, key, f->removed ? SEEN_REMOVED : SEEN_APPLIED, f->block);
             atomic_fetch_add(f->removed ? &src->count.removed : &src->count.events, 1);
-        } else {
+        } else if (rc != HERALD_ESTOP) {
             log_msg(LOG_WARN, "evm source: publish failed; retried after reconnecting", "source", src->name,
                     "error", err_str(rc), NULL);
         }

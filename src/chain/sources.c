@@ -132,8 +132,12 @@ int sources_publish_wait(sources_t *ss, const char *channel, const char *name, c
         waiter_put(w), waiter_put(w);
         return rc < 0 ? rc : 0;
     }
-    /* a shutdown (ss->stop) does not wait for a dependency that hangs */
-    rc = waiter_wait(w, PUBLISH_WAIT_MS, &ss->stop, NULL);
+    /* Once the sequencer took the event it will be stored and delivered, so the
+     * answer is awaited even during a shutdown: giving up early would leave the
+     * event unmarked and publish it again after a restart. The workers and the
+     * cluster engine answer before they stop (server_stop ends the sources
+     * first); the bound covers a dependency that hangs. */
+    rc = waiter_wait(w, PUBLISH_WAIT_MS, NULL, NULL);
     return rc < 0 ? rc : 0;
 }
 
