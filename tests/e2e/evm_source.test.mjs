@@ -364,6 +364,53 @@ test('a2. herald answers the node\'s WebSocket pings', T, async () => {
   }
 });
 
+test('a3. replies are matched by id: decoy replies under stale and future ids, sent first, change nothing', T, async () => {
+  const dep = await chain.deploy();
+  const A = randomCreator(); const D = randomCreator();
+  const t0 = (await chain.tip(dep.contract, A, 7n, 'before-start')).logs[0];   // reaches herald by eth_getLogs
+  const raw = await chain.rawLog(t0.blockHash, t0.logIndex);
+  // a well-formed TipSent to D that never happened: published only if a decoy is taken for eth_getLogs
+  const fake = { ...raw, topics: [raw.topics[0], raw.topics[1], ethers.zeroPadValue(D, 32)],
+    blockHash: `0x${'ab'.repeat(32)}`, transactionHash: `0x${'cd'.repeat(32)}` };
+  const proxy = await new RpcProxy(ganache.wsUrl).start();
+  proxy.decoy = (req) => {
+    switch (req.method) {
+      case 'eth_chainId': return { result: '0x1' };
+      case 'eth_blockNumber': return { result: '0xffffff' };
+      case 'eth_getLogs': return { result: [fake] };
+      case 'eth_subscribe': return { result: '0xdec0' };
+      default: return { error: { code: -32000, message: 'decoy' } };
+    }
+  };
+  const server = await startHerald(heraldConfig(proxy, dep.address, { start_block: dep.blockNumber }));
+  let c;
+  try {
+    await waitSubscribed(server, proxy);
+    // the backfill may end after the subscription is confirmed: t0 first, then the client
+    await waitFor(async () => (await sourceStats(server))?.events === 1, 10000, 'the backfilled tip published');
+    c = await subscribe(server, [`creator:${A.toLowerCase()}`, `creator:${D.toLowerCase()}`]);
+    const t1 = (await chain.tip(dep.contract, A, 8n, 'live')).logs[0];
+    const live = await c.next((m) => m.type === 'TIP_SENT', 10000);
+    assert.deepEqual(live.data, expectedTip(dep.address, t1, await chain.address(1), A, 8n, 'live'));
+    assert.ok(proxy.decoysSent >= 6, `decoys sent: ${proxy.decoysSent}`);
+    await sleep(500);
+    const hA = await history(server, `creator:${A.toLowerCase()}`);
+    assert.deepEqual(hA.map((e) => keyOf(e.data)), [t0, t1].map(keyOf), 'the real tips, once each');
+    assert.equal(hA[0].data._chain.chain_id, CHAIN_ID, 'eth_chainId from its own reply');
+    assert.deepEqual(await history(server, `creator:${D.toLowerCase()}`), [], 'the decoy log was not taken');
+    assert.deepEqual(received(c).length, 0, JSON.stringify(c.queue));
+    const s = await sourceStats(server);
+    assert.ok(s.block <= await chain.head(), `stats block ${s.block} is not the decoy head`);
+  } catch (e) {
+    console.error(server.logTail());
+    throw e;
+  } finally {
+    c?.close();
+    await proxy.stop();
+    await server.stop();
+  }
+});
+
 // -- b. the node goes away ------------------------------------------------------------------
 
 test('b. the node dropped, restarted, and both: tips sent meanwhile are backfilled in order, once; /health stays 200', T, async () => {
