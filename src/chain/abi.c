@@ -184,6 +184,10 @@ static const char *parse_param(const char *p, sig_param_t *ps, size_t n, char *w
 {
     sig_param_t *sp = &ps[n];
     size_t tl = 0;
+    if (*p == '(' || (strncmp(p, "tuple", 5) == 0 && (p[5] == '(' || p[5] == '[' || p[5] == ' '))) {
+        snprintf(why, wl, "parameter %zu: tuples (structs) are not supported", n + 1);
+        return NULL;
+    }
     while (is_alpha(p[tl]) || is_digit(p[tl]) || p[tl] == '[' || p[tl] == ']') tl++;
     if (!type_canon(p, tl, n + 1, sp->type, why, wl)) return NULL;
     p = skip_spaces(p + tl);
