@@ -179,6 +179,39 @@ static void resolve_node_id(server_t *s, const config_t *cfg)
     snprintf(s->node_id, sizeof s->node_id, "%s-%u", host[0] ? host : "node", cfg->listen_port);
 }
 
+/* Access tokens shared with the other nodes (cluster engine thread). */
+static int64_t on_cluster_tokens_fingerprint(void *ctx)
+{
+    server_t *s = ctx;
+    return s->tokens ? tokens_fingerprint(s->tokens) : -1;
+}
+
+static json_t *on_cluster_tokens_export(void *ctx)
+{
+    server_t *s = ctx;
+    return s->tokens ? tokens_export(s->tokens) : NULL;
+}
+
+/* Revoked on another node: its connections here close now, not at the next
+ * housekeeping pass. */
+static void token_revoked_elsewhere(void *arg, const char *id)
+{
+    server_t *s = arg;
+    disconnect_req_t *r = calloc(1, sizeof *r + strlen(id) + 1);
+    if (!r) return;
+    memcpy(r->who, id, strlen(id));
+    r->by = DISCONNECT_TOKEN;
+    worker_broadcast_disconnect(s, r);
+}
+
+static void on_cluster_tokens_import(void *ctx, json_t *rows)
+{
+    server_t *s = ctx;
+    size_t bad = 0;
+    if (s->tokens) tokens_import(s->tokens, rows, token_revoked_elsewhere, s, &bad);
+    if (bad) log_msg(LOG_WARN, "redis: malformed access token rows ignored", NULL);
+}
+
 static int start_cluster(server_t *s, const config_t *cfg)
 {
     cluster_hooks_t hooks = {.ctx = s,
@@ -186,7 +219,10 @@ static int start_cluster(server_t *s, const config_t *cfg)
                              .synced = on_cluster_synced,
                              .link = on_cluster_link,
                              .disconnect = on_cluster_disconnect,
-                             .stats = on_cluster_stats};
+                             .stats = on_cluster_stats,
+                             .tokens_fingerprint = on_cluster_tokens_fingerprint,
+                             .tokens_export = on_cluster_tokens_export,
+                             .tokens_import = on_cluster_tokens_import};
     char why[256];
     s->cluster = cluster_create(cfg, s->node_id, &hooks, why, sizeof why);
     if (!s->cluster) {
@@ -194,7 +230,9 @@ static int start_cluster(server_t *s, const config_t *cfg)
         return HERALD_EINVAL;
     }
     if (cfg->history.durable)
-        log_msg(LOG_INFO, "redis.url is set: history and offsets live in Redis (the local store keeps access tokens)",
+        log_msg(LOG_INFO,
+                "redis.url is set: history and offsets live in Redis (access tokens stay in the local store, "
+                "shared through Redis)",
                 NULL);
     if (sequencer_attach_cluster(s->seq, s->cluster) < 0) return HERALD_ENOMEM;
     return 0;

@@ -404,7 +404,9 @@ void api_token_revoke(conn_t *c, const http_request_t *req)
     if (r) {
         memcpy(r->who, id, sizeof id);
         r->by = DISCONNECT_TOKEN;
-        worker_broadcast_disconnect(s, r);
+        /* every node's connections at once; the revocation itself reaches the other
+         * nodes' stores through Redis within a couple of seconds */
+        server_disconnect_everywhere(s, r);
     }
     http_respond_json(c, 200, json_pack("{sb}", "success", 1));
 }

@@ -249,3 +249,173 @@ int64_t tokens_revoked_since(tokens_t *t, int64_t since_ms, void (*fn)(void *arg
     pthread_mutex_unlock(&t->lock);
     return newest;
 }
+
+/* ---- sharing between the nodes of a cluster ---- */
+
+int64_t tokens_fingerprint(tokens_t *t)
+{
+    int64_t fp = -1;
+    pthread_mutex_lock(&t->lock);
+    sqlite3_stmt *q = NULL;
+    if (sqlite3_prepare_v2(t->db,
+                           "SELECT count(*), coalesce(max(created_at), 0), count(revoked_at), "
+                           "coalesce(max(revoked_at), 0), coalesce(sum(created_at % 1000003), 0) FROM tokens",
+                           -1, &q, NULL) == SQLITE_OK &&
+        sqlite3_step(q) == SQLITE_ROW) {
+        uint64_t h = 1469598103934665603ull;   /* FNV-1a over the five numbers */
+        for (int i = 0; i < 5; i++) {
+            uint64_t v = (uint64_t)sqlite3_column_int64(q, i);
+            for (int b = 0; b < 8; b++) h = (h ^ ((v >> (8 * b)) & 0xff)) * 1099511628211ull;
+        }
+        fp = (int64_t)(h >> 1);
+    }
+    sqlite3_finalize(q);
+    pthread_mutex_unlock(&t->lock);
+    return fp;
+}
+
+json_t *tokens_export(tokens_t *t)
+{
+    json_t *rows = json_array();
+    if (!rows) return NULL;
+    pthread_mutex_lock(&t->lock);
+    sqlite3_stmt *q = NULL;
+    int s = SQLITE_ERROR;
+    if (sqlite3_prepare_v2(t->db, "SELECT id, hash, channels, label, created_at, revoked_at FROM tokens ORDER BY id",
+                           -1, &q, NULL) == SQLITE_OK) {
+        while ((s = sqlite3_step(q)) == SQLITE_ROW) {
+            char hex[65];
+            const unsigned char *hash = sqlite3_column_blob(q, 1);
+            if (!hash || sqlite3_column_bytes(q, 1) != 32) continue;
+            for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", hash[i]);
+            json_t *channels = json_loads((const char *)sqlite3_column_text(q, 2), 0, NULL);
+            const char *label = (const char *)sqlite3_column_text(q, 3);
+            json_t *row = json_pack("{ss ss so* so sI so}", "id", (const char *)sqlite3_column_text(q, 0), "hash",
+                                    hex, "channels", channels, "label", label ? json_string(label) : json_null(),
+                                    "created_at", (json_int_t)sqlite3_column_int64(q, 4), "revoked_at",
+                                    sqlite3_column_type(q, 5) == SQLITE_NULL
+                                        ? json_null()
+                                        : json_integer((json_int_t)sqlite3_column_int64(q, 5)));
+            if (row) json_array_append_new(rows, row);
+        }
+    }
+    sqlite3_finalize(q);
+    pthread_mutex_unlock(&t->lock);
+    if (s != SQLITE_DONE) {
+        json_decref(rows);
+        return NULL;
+    }
+    return rows;
+}
+
+static bool hex32(const char *s, unsigned char out[32])
+{
+    if (!s || strlen(s) != 64) return false;
+    for (int i = 0; i < 32; i++) {
+        unsigned v = 0;
+        for (int k = 0; k < 2; k++) {
+            char c = s[2 * i + k];
+            int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+            if (d < 0) return false;
+            v = v * 16 + (unsigned)d;
+        }
+        out[i] = (unsigned char)v;
+    }
+    return true;
+}
+
+static bool id_ok(const char *id)
+{
+    if (!id || strlen(id) != TOKEN_ID_LEN) return false;
+    for (const char *p = id; *p; p++)
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f'))) return false;
+    return true;
+}
+
+/* One row, under t->lock inside the import's transaction: TOKENS_IMPORT_ADDED,
+ * TOKENS_IMPORT_REVOKED, 0, HERALD_EINVAL (malformed) or HERALD_EIO. */
+static int import_row(tokens_t *t, const json_t *row, sqlite3_int64 now)
+{
+    const char *id = json_string_value(json_object_get(row, "id"));
+    json_t *channels = json_object_get(row, "channels"), *label = json_object_get(row, "label");
+    json_t *created = json_object_get(row, "created_at");
+    bool revoked = json_is_integer(json_object_get(row, "revoked_at"));
+    unsigned char hash[32];
+    if (!id_ok(id) || !hex32(json_string_value(json_object_get(row, "hash")), hash) || !json_is_array(channels) ||
+        json_array_size(channels) == 0 || !(json_is_null(label) || json_is_string(label)) || !json_is_integer(created))
+        return HERALD_EINVAL;
+    for (size_t i = 0; i < json_array_size(channels); i++)
+        if (!json_is_string(json_array_get(channels, i))) return HERALD_EINVAL;
+    char *text = json_dumps(channels, JSON_COMPACT);
+    if (!text) return HERALD_ENOMEM;
+    int changed = 0, rc = HERALD_EIO;
+    sqlite3_stmt *q = NULL;
+    if (sqlite3_prepare_v2(t->db,
+                           "INSERT OR IGNORE INTO tokens(id, hash, channels, label, created_at, revoked_at) "
+                           "VALUES (?,?,?,?,?,?)",
+                           -1, &q, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(q, 2, hash, sizeof hash, SQLITE_STATIC);
+        sqlite3_bind_text(q, 3, text, -1, SQLITE_STATIC);
+        if (json_is_string(label)) sqlite3_bind_text(q, 4, json_string_value(label), -1, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 5, (sqlite3_int64)json_integer_value(created));
+        if (revoked) sqlite3_bind_int64(q, 6, now);
+        rc = sqlite3_step(q) == SQLITE_DONE ? 0 : HERALD_EIO;
+        changed = rc == 0 && sqlite3_changes(t->db) > 0 ? TOKENS_IMPORT_ADDED : 0;
+    }
+    sqlite3_finalize(q);
+    q = NULL;
+    if (rc == 0 && !changed && revoked) {
+        /* known here and revoked elsewhere: only the same token (id and hash) */
+        rc = HERALD_EIO;
+        if (sqlite3_prepare_v2(t->db, "UPDATE tokens SET revoked_at = ? WHERE id = ? AND hash = ? AND revoked_at IS NULL",
+                               -1, &q, NULL) == SQLITE_OK) {
+            sqlite3_bind_int64(q, 1, now);
+            sqlite3_bind_text(q, 2, id, -1, SQLITE_STATIC);
+            sqlite3_bind_blob(q, 3, hash, sizeof hash, SQLITE_STATIC);
+            rc = sqlite3_step(q) == SQLITE_DONE ? 0 : HERALD_EIO;
+            changed = rc == 0 && sqlite3_changes(t->db) > 0 ? TOKENS_IMPORT_REVOKED : 0;
+        }
+        sqlite3_finalize(q);
+    }
+    free(text);
+    return rc < 0 ? rc : changed;
+}
+
+int tokens_import(tokens_t *t, const json_t *rows, void (*revoked)(void *arg, const char *id), void *arg,
+                  size_t *bad)
+{
+    *bad = 0;
+    if (!json_is_array(rows)) return HERALD_EINVAL;
+    /* A revocation seen here is stamped with this node's clock, so the workers'
+     * tokens_revoked_since sees it too. One transaction: one sync for the lot. */
+    sqlite3_int64 now = (sqlite3_int64)time_wall_ms();
+    size_t n = json_array_size(rows);
+    unsigned char *outcome = calloc(n ? n : 1, 1);
+    if (!outcome) return HERALD_ENOMEM;
+    pthread_mutex_lock(&t->lock);
+    int rc = sqlite3_exec(t->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK ? 0 : HERALD_EIO;
+    int changed = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        int r = import_row(t, json_array_get(rows, i), now);
+        if (r == HERALD_EINVAL) {
+            (*bad)++;
+        } else if (r < 0) {
+            rc = r;
+        } else {
+            outcome[i] = (unsigned char)r;
+            changed += r > 0;
+        }
+    }
+    if (rc == 0 && sqlite3_exec(t->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) rc = HERALD_EIO;
+    if (rc < 0) {
+        log_msg(LOG_ERROR, "token store error", "error", sqlite3_errmsg(t->db), NULL);
+        sqlite3_exec(t->db, "ROLLBACK", NULL, NULL, NULL);
+    }
+    pthread_mutex_unlock(&t->lock);
+    for (size_t i = 0; rc == 0 && revoked && i < n; i++)
+        if (outcome[i] == TOKENS_IMPORT_REVOKED)
+            revoked(arg, json_string_value(json_object_get(json_array_get(rows, i), "id")));
+    free(outcome);
+    return rc < 0 ? rc : changed;
+}

@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <jansson.h>
 
 #define TOKEN_ID_LEN 8          /* hex characters */
 #define TOKEN_SECRET_LEN 47     /* "htk_" + 43 */
@@ -53,5 +54,24 @@ int tokens_revoke(tokens_t *t, const char *id_or_secret, char id_out[TOKEN_ID_LE
 /* Calls fn(arg, id) for every token revoked at or after since_ms (wall clock ms).
  * Returns the newest revocation time seen, or since_ms. */
 int64_t tokens_revoked_since(tokens_t *t, int64_t since_ms, void (*fn)(void *arg, const char *id), void *arg);
+
+/* Sharing between the nodes of a cluster (the Redis engine, src/cluster/cluster.c).
+ *
+ * A number that changes whenever a token is created or revoked here (by this
+ * process, the CLI, or an import); -1 on a store error. */
+int64_t tokens_fingerprint(tokens_t *t);
+/* Every token, revoked ones included, as a JSON array of
+ * {"id","hash" (SHA-256, hex),"channels","label","created_at","revoked_at" (null or ms)}.
+ * NULL on a store error. */
+json_t *tokens_export(tokens_t *t);
+/* Rows from other nodes (an array of the above), in one transaction: a row
+ * unknown here is inserted (a clashing id or hash is ignored); one revoked there
+ * and live here is revoked here, and revoked(arg, id) is called for it after the
+ * commit (its connections are to close); a revocation is never undone. Malformed
+ * rows are skipped and counted in *bad. Returns how many rows changed the table,
+ * or an error (nothing imported). */
+enum { TOKENS_IMPORT_ADDED = 1, TOKENS_IMPORT_REVOKED = 2 };
+int tokens_import(tokens_t *t, const json_t *rows, void (*revoked)(void *arg, const char *id), void *arg,
+                  size_t *bad);
 
 #endif

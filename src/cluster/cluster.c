@@ -66,6 +66,22 @@ static const char TAKE_LUA[] =
     "if v then redis.call('DEL', KEYS[1]) end\n"
     "return v\n";
 
+/* KEYS: tokens hash, version. ARGV: id, row pairs, a row being "0" (live) or "1"
+ * (revoked) followed by its JSON. A row unknown to Redis is added; a revocation
+ * replaces a live row, never the reverse. The version moves when anything changed
+ * (or when Redis lost it), and the merged rows come back. */
+static const char TOKENS_LUA[] =
+    "local changed = false\n"
+    "for i = 1, #ARGV, 2 do\n"
+    "  local cur = redis.call('HGET', KEYS[1], ARGV[i])\n"
+    "  if not cur or (string.sub(ARGV[i + 1], 1, 1) == '1' and string.sub(cur, 1, 1) == '0') then\n"
+    "    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]); changed = true\n"
+    "  end\n"
+    "end\n"
+    "local ver = redis.call('GET', KEYS[2])\n"
+    "if changed or not ver then ver = redis.call('INCR', KEYS[2]) end\n"
+    "return {tostring(ver), redis.call('HVALS', KEYS[1])}\n";
+
 enum link_state { LINK_DOWN, LINK_CONNECTING, LINK_SETUP, LINK_READY };
 enum sub_state { SUB_NONE, SUB_SUBSCRIBING, SUB_SUBSCRIBED, SUB_UNSUBSCRIBING };
 enum req_kind { REQ_PUBLISH, REQ_WANT, REQ_DISCONNECT, REQ_ANSWER, REQ_STATS, REQ_SAVE, REQ_TAKE, REQ_STOP };
@@ -148,6 +164,12 @@ struct cluster {
     char epoch[64];
     bool warned;
     bool stopping;
+
+    /* access tokens shared through P:tokens (engine thread only) */
+    bool tok_busy;             /* a GET or merge is awaiting its reply */
+    int64_t tok_fp;            /* the local table's fingerprint after the last merge */
+    char tok_ver[32];          /* P:tokens:ver after the last merge */
+    bool tok_synced;           /* a merge succeeded since the engine started */
 
     strmap_t chans;            /* rchan_t, engine thread only */
     pending_dc_t *dcs;
@@ -909,6 +931,112 @@ static void on_wake(loop_t *loop, loop_io_t *io, uint32_t revents)
     }
 }
 
+/* ---- access tokens shared between the nodes ----
+ *
+ * Tokens live in each node's SQLite store (a connection must be checked without a
+ * round trip to Redis); the engine keeps the stores alike through P:tokens (hash
+ * id -> row) and P:tokens:ver. Every beat it either sees the local table changed
+ * (an API call, the CLI, an import) and merges all its rows into Redis, or asks
+ * for the version and merges only when another node moved it (or Redis lost it).
+ * A merge answers with every row, which is imported here. So a token made or
+ * revoked on one node holds on every node within about two beats. */
+
+static void tokens_merged(redisAsyncContext *ac, void *r, void *priv)
+{
+    (void)ac;
+    cluster_t *c = priv;
+    redisReply *rep = r;
+    c->tok_busy = false;
+    if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 || rep->element[0]->type != REDIS_REPLY_STRING ||
+        rep->element[1]->type != REDIS_REPLY_ARRAY) {
+        if (rep && !c->stopping)
+            log_msg(LOG_WARN, "redis: token merge failed", "error", rep->type == REDIS_REPLY_ERROR ? rep->str : "?",
+                    NULL);
+        return;
+    }
+    json_t *rows = json_array();
+    for (size_t i = 0; rows && i < rep->element[1]->elements; i++) {
+        redisReply *v = rep->element[1]->element[i];
+        if (v->type != REDIS_REPLY_STRING || v->len < 2) continue;
+        json_t *row = json_loadb(v->str + 1, v->len - 1, 0, NULL);
+        if (row) json_array_append_new(rows, row);
+    }
+    if (rows) c->hooks.tokens_import(c->hooks.ctx, rows);
+    json_decref(rows);
+    snprintf(c->tok_ver, sizeof c->tok_ver, "%s", rep->element[0]->str);
+    c->tok_synced = true;
+    /* tok_fp stays what it was when the rows were exported: a token made here
+     * meanwhile (or an import just now) moves the fingerprint, and the next beat
+     * merges again, which changes nothing once all agree */
+}
+
+static void tokens_merge(cluster_t *c)
+{
+    int64_t fp = c->hooks.tokens_fingerprint(c->hooks.ctx);   /* before the export: see tokens_merged */
+    json_t *rows = c->hooks.tokens_export(c->hooks.ctx);
+    if (!rows) return;   /* store error: logged there; the next beat tries again */
+    size_t n = json_array_size(rows), argc = 5 + 2 * n;
+    const char **argv = calloc(argc, sizeof *argv);
+    size_t *lens = calloc(argc, sizeof *lens);
+    char **owned = calloc(2 * n + 1, sizeof *owned);
+    buf_t k1 = {0}, k2 = {0};
+    char nkeys[] = "2";
+    bool ok = argv && lens && owned && key(c, &k1, ":tokens", "", 0) == 0 && key(c, &k2, ":tokens:ver", "", 0) == 0;
+    size_t a = 0;
+    if (ok) {
+        argv[a] = "EVAL", lens[a++] = 4;
+        argv[a] = TOKENS_LUA, lens[a++] = sizeof TOKENS_LUA - 1;
+        argv[a] = nkeys, lens[a++] = 1;
+        argv[a] = k1.data, lens[a++] = k1.len;
+        argv[a] = k2.data, lens[a++] = k2.len;
+    }
+    for (size_t i = 0; ok && i < n; i++) {
+        json_t *row = json_array_get(rows, i);
+        char *text = json_dumps(row, JSON_COMPACT);
+        char *val = text ? malloc(strlen(text) + 2) : NULL;
+        if (!val) {
+            free(text);
+            ok = false;
+            break;
+        }
+        val[0] = json_is_null(json_object_get(row, "revoked_at")) ? '0' : '1';
+        strcpy(val + 1, text);
+        free(text);
+        owned[i] = val;
+        argv[a] = json_string_value(json_object_get(row, "id")), lens[a] = strlen(argv[a]), a++;
+        argv[a] = val, lens[a] = strlen(val), a++;
+    }
+    if (ok && redisAsyncCommandArgv(c->cmd.ac, tokens_merged, c, (int)a, argv, lens) == REDIS_OK) {
+        c->tok_busy = true;
+        c->tok_fp = fp;
+    }
+    for (size_t i = 0; owned && owned[i]; i++) free(owned[i]);
+    free(owned), free(argv), free(lens);
+    buf_free(&k1), buf_free(&k2);
+    json_decref(rows);
+}
+
+static void tokens_version(redisAsyncContext *ac, void *r, void *priv)
+{
+    (void)ac;
+    cluster_t *c = priv;
+    redisReply *rep = r;
+    c->tok_busy = false;
+    if (!rep || c->stopping || !link_ready(&c->cmd)) return;
+    bool same = rep->type == REDIS_REPLY_STRING && strcmp(rep->str, c->tok_ver) == 0;
+    if (!same) tokens_merge(c);   /* another node changed something, or Redis lost the tokens */
+}
+
+static void tokens_tick(cluster_t *c)
+{
+    if (!c->hooks.tokens_export || c->tok_busy || c->stopping || !link_ready(&c->cmd)) return;
+    if (!c->tok_synced || c->hooks.tokens_fingerprint(c->hooks.ctx) != c->tok_fp) {
+        tokens_merge(c);
+    } else if (redisAsyncCommand(c->cmd.ac, tokens_version, c, "GET %s:tokens:ver", c->prefix) == REDIS_OK) {
+        c->tok_busy = true;
+    }
+}
+
 /* ---- heartbeat, stop, thread ---- */
 
 static void on_beat(loop_t *loop, loop_timer_t *t)
@@ -927,6 +1055,7 @@ static void on_beat(loop_t *loop, loop_timer_t *t)
         buf_append_str(&b, "}");
         if (b.data) redisAsyncCommand(c->cmd.ac, NULL, NULL, "HSET %s:nodes %s %b", c->prefix, c->node_id, b.data, b.len);
         buf_free(&b);
+        tokens_tick(c);
     }
     /* the beat also times out disconnects: a short period while any wait */
     loop_timer_set(loop, t, now + (c->dcs ? 100 : HEARTBEAT_MS), on_beat);

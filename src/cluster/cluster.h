@@ -19,7 +19,8 @@
  *
  * Redis keys (P is redis.prefix): P:offsets (hash channel -> latest offset),
  * P:h:<channel> (history list), P:seq, P:epoch, P:i:<channel>\n<key> (idempotency),
- * P:nodes (hash node -> heartbeat), P:sio:<pid> (Socket.IO sessions for recovery);
+ * P:nodes (hash node -> heartbeat), P:sio:<pid> (Socket.IO sessions for recovery),
+ * P:tokens and P:tokens:ver (access tokens, mirrored into every node's store);
  * pub/sub channels P:c:<channel>, P:ctl and P:ctl:<node>.
  *
  * Owns: the thread, the loop, both connections, the queue and the channel states.
@@ -30,6 +31,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <jansson.h>
 
 #include "config.h"
 #include "core/util.h"
@@ -55,6 +57,12 @@ typedef struct cluster_hooks {
     void (*disconnect)(void *ctx, int by, const char *who, void *reply);
     /* Appends this node's heartbeat fields ("connections":N,...) without braces. */
     void (*stats)(void *ctx, buf_t *b);
+    /* Access tokens shared between the nodes (all three, or none): a fingerprint of
+     * the local table, its rows (a new JSON array, tokens_export's format), and the
+     * merged rows of the cluster to take in (borrowed). */
+    int64_t (*tokens_fingerprint)(void *ctx);
+    json_t *(*tokens_export)(void *ctx);
+    void (*tokens_import)(void *ctx, json_t *rows);
 } cluster_hooks_t;
 
 /* Parses redis.url and node_id (resolved by the caller). NULL with why filled when

@@ -21,11 +21,15 @@ dir) and three herald nodes n1, n2, n3 sharing it. Checked:
   - pub/sub connections dropped while Redis stays up (all nodes', or one node's
     while the others publish): the subscribers still get every event, the missed
     ones filled in from the history;
+  - access tokens: one made on a node (API, or the CLI on its data dir) works on
+    every node within seconds; an API revocation closes its connections on every
+    node at once, a CLI one within 5 s, and every node refuses it after; a Redis
+    emptied by a restart gets the tokens back from the nodes;
   - herald warns at start about a Redis without persistence; rediss:// is refused.
 
 Only processes started here are signalled, by their Popen handle (their PID). The
 SIGKILLed node is not checked for a clean exit; every other node is (status 0, no
-sanitizer report). Every wait is bounded; the file runs in about 30 seconds."""
+sanitizer report). Every wait is bounded; the file runs in about a minute."""
 import base64
 import hashlib
 import hmac
@@ -227,7 +231,8 @@ def node_config(redis, prefix, **over):
     cfg = {"redis": {"url": redis.url(), "prefix": prefix},
            "auth": {"jwt": {"secret": JWT_SECRET}},
            "history": dict(HISTORY),
-           "channels": [{"pattern": "user:{sub}", "subscribe": "owner"},
+           "channels": [{"pattern": "overlay:*", "subscribe": "access_token"},
+                        {"pattern": "user:{sub}", "subscribe": "owner"},
                         {"pattern": "user:*", "subscribe": "deny"},
                         {"pattern": "*", "subscribe": "any", "history": dict(HISTORY)}],
            "limits": {"messages_per_second": 1000}}
@@ -1210,6 +1215,142 @@ class ClusterRedisOutage(ClusterCase):
 
 
 # -- start-up checks, no cluster ---------------------------------------------------------------------
+# -- access tokens shared by the nodes ------------------------------------------------------------
+def token_ids(node):
+    st, body = node.get("/api/tokens", timeout=3.0)
+    assert st == 200, "GET /api/tokens on %s: %d %r" % (node.node_id, st, body)
+    return {t["id"] for t in body["tokens"]}
+
+
+def cli_token(*args):
+    p = subprocess.run([HERALD_BIN, "token"] + list(args), capture_output=True, timeout=20, stdin=subprocess.DEVNULL)
+    assert p.returncode == 0, "herald token %s: %d %s" % (" ".join(args), p.returncode, p.stderr.decode()[-500:])
+    return p.stdout.decode().strip()
+
+
+class ClusterTokens(ClusterCase):
+    """An access token made on one node (API or CLI on its data dir) works on every
+    node; a revocation anywhere closes its connections everywhere and refuses it."""
+
+    SPREAD_S = 5.0   # two heartbeats and a housekeeping pass, with room
+
+    def create(self, node, channels, label="obs"):
+        st, r = node.post("/api/tokens", {"channels": channels, "label": label}, timeout=5.0)
+        self.assertEqual(st, 201, "POST /api/tokens on %s: %d %r" % (node.node_id, st, r))
+        return r
+
+    def wait_known(self, tid, nodes, known=True):
+        t0 = time.monotonic()
+        for node in nodes:
+            self.wait(lambda node=node: (tid in token_ids(node)) == known, self.SPREAD_S,
+                      "token %s %s on %s" % (tid, "listed" if known else "gone", node.node_id), interval=0.1)
+        return time.monotonic() - t0
+
+    def overlay(self, node, token, ch):
+        c = self.ws(node, token)
+        self.assertEqual(c.connected["type"], "connected")
+        r = c.request({"type": "subscribe", "channels": [ch], "id": "s"})
+        self.assertEqual(r["type"], "subscribed", "%s on %s: %r" % (ch, node.node_id, r))
+        return c
+
+    def first_event(self, col, ch, timeout=5.0):
+        return self.wait(lambda: col.events(ch), timeout, "an event on %s" % ch)[0]
+
+    def refused(self, node, token):
+        c = node.ws(path="/ws?token=" + urllib.parse.quote(token, safe=""), read_connected=False)
+        self._socks.append(c)
+        m = c.recv_json()
+        self.assertEqual((m.get("type"), (m.get("data") or {}).get("code")), ("error", "unauthorized"), m)
+        c.expect_close(4001, timeout=3.0)
+
+    def test_api_token_from_one_node_works_on_every_node(self):
+        n1, n2, n3 = self.nodes
+        ch = "overlay:" + uniq("creator")
+        t = self.create(n1, [ch])
+        took = self.wait_known(t["id"], [n2, n3])
+        self.assertLess(took, self.SPREAD_S)
+        cols = [self.collect(self.overlay(node, t["token"], ch)) for node in (n2, n3)]
+        ack = self.publish_ok(n1, ch, {"amount": "5"}, event="TIP_SENT")
+        for col in cols:
+            m = self.first_event(col, ch)
+            self.assertEqual((m["type"], m["id"], m["data"]), ("TIP_SENT", ack["id"], {"amount": "5"}))
+        # scoped as on its own node: another channel is refused everywhere
+        c = self.ws(n3, t["token"])
+        r = c.request({"type": "subscribe", "channels": ["overlay:someone-else"], "id": "x"})
+        self.assertEqual(r["type"], "error", r)
+        # the label and channels came along
+        st, body = n2.get("/api/tokens")
+        row = [x for x in body["tokens"] if x["id"] == t["id"]][0]
+        self.assertEqual((row["channels"], row["label"]), ([ch], "obs"))
+
+    def test_cli_token_on_one_data_dir_reaches_the_others(self):
+        n1, n2, n3 = self.nodes
+        ch = "overlay:" + uniq("cli")
+        label = uniq("from-cli")
+        secret = cli_token("create", "--channel", ch, "--label", label, "--data-dir", n2.data_dir)
+        self.assertTrue(secret.startswith("htk_"), secret)
+        self.wait(lambda: self._has_label(n1, label) and self._has_label(n3, label),
+                  self.SPREAD_S, "the CLI token listed on n1 and n3", interval=0.1)
+        col = self.collect(self.overlay(n1, secret, ch))
+        ack = self.publish_ok(n3, ch, {"ok": True})
+        self.assertEqual(self.first_event(col, ch)["id"], ack["id"])
+
+    def _has_label(self, node, label):
+        st, body = node.get("/api/tokens", timeout=3.0)
+        return st == 200 and any(x.get("label") == label for x in body["tokens"])
+
+    def test_api_revocation_closes_every_node_at_once_and_refuses_the_token_everywhere(self):
+        n1, n2, n3 = self.nodes
+        ch = "overlay:" + uniq("revoke")
+        t = self.create(n1, [ch])
+        self.wait_known(t["id"], [n2, n3])
+        conns = [self.overlay(node, t["token"], ch) for node in self.nodes]
+        t0 = time.monotonic()
+        st, r = http("DELETE", n3.url("/api/tokens/" + t["id"]), timeout=5.0)
+        self.assertEqual((st, r), (200, {"success": True}))
+        for c in conns:
+            c.expect_close(4003, timeout=3.0)
+        self.assertLess(time.monotonic() - t0, 3.0, "the revocation took long to close connections")
+        self.wait_known(t["id"], [n1, n2], known=False)
+        for node in self.nodes:
+            self.refused(node, t["token"])
+        # revoking again anywhere: it is gone
+        st, r = http("DELETE", n2.url("/api/tokens/" + t["id"]), timeout=5.0)
+        self.assertEqual(st, 404, r)
+
+    def test_cli_revocation_on_one_data_dir_closes_connections_on_the_others(self):
+        n1, n2, n3 = self.nodes
+        ch = "overlay:" + uniq("clirevoke")
+        t = self.create(n3, [ch])
+        self.wait_known(t["id"], [n1, n2])
+        c1 = self.overlay(n1, t["token"], ch)
+        t0 = time.monotonic()
+        out = cli_token("revoke", t["id"], "--data-dir", n2.data_dir)
+        self.assertIn(t["id"], out)
+        c1.expect_close(4003, timeout=5.0)   # SPEC: a CLI revocation within 5 s
+        took = time.monotonic() - t0
+        self.assertLess(took, 5.0)
+        print("a CLI revocation on n2 closed n1's connection after %.2f s" % took)
+        self.refused(n3, t["token"])
+
+    def test_tokens_come_back_into_an_emptied_redis(self):
+        n1, n2, n3 = self.nodes
+        ch = "overlay:" + uniq("wiped")
+        old = self.create(n1, [ch])
+        self.wait_known(old["id"], [n2, n3])
+        self.redis.stop()
+        self.redis.wipe()
+        self.redis.start()
+        self.wait_all_healthy(15.0)
+        self.wait(lambda: self.redis.command("HEXISTS", self.prefix + ":tokens", old["id"]) == 1, self.SPREAD_S,
+                  "the nodes write their tokens into the new Redis", interval=0.1)
+        new = self.create(n2, [ch])
+        self.wait_known(new["id"], [n1, n3])
+        for node in self.nodes:
+            self.overlay(node, old["token"], ch)
+            self.overlay(node, new["token"], ch)
+
+
 class RedisStartChecks(unittest.TestCase):
 
     def setUp(self):
