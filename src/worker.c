@@ -8,6 +8,7 @@
 #include "auth/authn.h"
 #include "auth/tokens.h"
 #include "log.h"
+#include "store/store.h"
 #include "proto/ws_transport.h"
 #include "server.h"
 
@@ -84,6 +85,7 @@ void worker_deinit(worker_t *w)
 static void *worker_main(void *arg)
 {
     worker_t *w = arg;
+    store_defer_kicks();   /* group commit: one writer wake-up per loop batch (store.h) */
     if (loop_run(w->loop) < 0) log_msg(LOG_ERROR, "event loop failed", NULL);
     return NULL;
 }
@@ -369,6 +371,7 @@ static void after_batch(loop_t *loop, void *ctx)
 {
     worker_t *w = ctx;
     drain_inbox(w);
+    store_kick();   /* what this batch published is committed while its output is written */
     /* Flush every connection that got output in this batch. A flush can close a
      * connection (write error); closing never adds to the dirty list. */
     while (w->dirty) {

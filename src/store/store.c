@@ -13,6 +13,13 @@
 #include <sys/stat.h>
 
 #define PRUNE_EVERY_MS 10000
+/* WAL pages between automatic checkpoints (SQLite's default is 1000). Events go
+ * to many channels, so nearly every event dirties its own page: a checkpoint
+ * every 1000 frames copied about one page per event back into the database. With
+ * 10,000 frames, pages written several times between checkpoints are copied once.
+ * The cost is a WAL file of up to ~40 MB. That took the publish-bound bench
+ * (8,000 channels) from 37k to 42k events/s on one core. */
+#define WAL_CHECKPOINT_PAGES 10000
 
 enum { W_INSERT_EVENT, W_UPSERT_CHANNEL, W_DROP_OLDEST, W_INSERT_IDEM, W_PRUNE_EVENTS, W_PRUNE_IDEM, W_COUNT };
 enum { R_OFFSET, R_EVENTS, R_IDEM, R_COUNT };
@@ -72,9 +79,10 @@ static int open_db(const char *path, bool full, sqlite3 **out)
     if (sqlite3_open_v2(path, out, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK)
         return HERALD_EIO;
     sqlite3_busy_timeout(*out, 5000);
-    char pragmas[160];
-    snprintf(pragmas, sizeof pragmas, "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA foreign_keys=OFF;",
-             full ? "FULL" : "NORMAL");
+    char pragmas[256];
+    snprintf(pragmas, sizeof pragmas,
+             "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA foreign_keys=OFF; PRAGMA wal_autocheckpoint=%d;",
+             full ? "FULL" : "NORMAL", WAL_CHECKPOINT_PAGES);
     return sqlite3_exec(*out, pragmas, NULL, NULL, NULL) == SQLITE_OK ? 0 : HERALD_EIO;
 }
 
@@ -171,6 +179,13 @@ void store_close(store_t *st)
 
 const char *store_epoch(const store_t *st) { return st->epoch; }
 
+/* Group commit: on a worker's thread the writer is woken once per loop batch
+ * (store_kick from after_batch) rather than by the first append, so one commit
+ * takes every publish the batch read, instead of the writer waking (and, on a
+ * shared core, preempting the worker) for the first one. */
+static _Thread_local bool defer_kicks;
+static _Thread_local store_t *deferred_kick;
+
 int store_append(store_t *st, const store_item_t *item)
 {
     pthread_mutex_lock(&st->lock);
@@ -185,9 +200,24 @@ int store_append(store_t *st, const store_item_t *item)
         st->queue_cap = ncap;
     }
     st->queue[st->queue_len++] = *item;
-    if (st->queue_len == 1) pthread_cond_signal(&st->cond);
+    if (st->queue_len == 1) {
+        if (defer_kicks) deferred_kick = st;   /* the writer starts when this thread's batch ends */
+        else pthread_cond_signal(&st->cond);
+    }
     pthread_mutex_unlock(&st->lock);
     return 0;
+}
+
+void store_defer_kicks(void) { defer_kicks = true; }
+
+void store_kick(void)
+{
+    store_t *st = deferred_kick;
+    if (!st) return;
+    deferred_kick = NULL;
+    pthread_mutex_lock(&st->lock);
+    pthread_cond_signal(&st->cond);
+    pthread_mutex_unlock(&st->lock);
 }
 
 static bool step_done(sqlite3_stmt *s)

@@ -53,6 +53,10 @@ const char *store_epoch(const store_t *st);
 
 /* Any thread. Appends an item (taken over). Returns 0 or HERALD_ENOMEM. */
 int store_append(store_t *st, const store_item_t *item);
+/* Group commit on an event loop's thread: after store_defer_kicks, this thread's
+ * appends leave the writer asleep until store_kick (called once per loop batch). */
+void store_defer_kicks(void);
+void store_kick(void);
 
 /* Reads, any thread, serialised by the caller. */
 /* The channel's last assigned offset (0 if unknown). */
