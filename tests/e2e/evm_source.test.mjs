@@ -500,7 +500,9 @@ test('b. the node dropped, restarted, and both: tips sent meanwhile are backfill
 // Tips are sent every 150 ms in the background while herald is stopped (SIGTERM, or
 // SIGKILL: a crash) and started again on the same data dir, `rounds` times; each
 // time at least two more tips are published before the stop and four more are sent
-// while herald is down. Afterwards the channel's history holds each tip once, in order.
+// while herald is down. The sender goes on until the rounds are over and at least
+// 8 * rounds + 8 tips are sent (at most 200, however slow the machine). Afterwards
+// the channel's history holds each tip once, in order.
 async function restartWhileTipping(how, { rounds = 1, downMs = 0, history: hist } = {}) {
   const dep = await chain.deploy();
   const proxy = await new RpcProxy(ganache.wsUrl).start();
@@ -514,12 +516,13 @@ async function restartWhileTipping(how, { rounds = 1, downMs = 0, history: hist 
   const TOTAL = 8 * rounds + 8;
   let failure = null;
   let stopSending = false;
+  let roundsOver = false;
   let sender;
   try {
     await herald.start(port);
     await waitSubscribed(herald, proxy);
     sender = (async () => {
-      for (let i = 0; i < TOTAL && !stopSending; i++) {
+      for (let i = 0; i < 200 && !stopSending && !(roundsOver && i >= TOTAL); i++) {
         try {
           sent.push((await chain.tip(dep.contract, A, BigInt(1000 + i), `${how}-${i}`)).logs[0]);
         } catch (e) { failure = e; return; }
@@ -539,10 +542,12 @@ async function restartWhileTipping(how, { rounds = 1, downMs = 0, history: hist 
       await herald.start(port);
       if (failure) throw failure;
     }
+    roundsOver = true;
     await sender;
     if (failure) throw failure;
-    assert.equal(sent.length, TOTAL);
-    await waitFor(async () => (await history(herald, channel)).length >= TOTAL, 30000, `all ${TOTAL} tips in /api/history`);
+    assert.ok(sent.length >= TOTAL && sent.length <= 200, `${sent.length} tips sent`);
+    await waitFor(async () => (await history(herald, channel)).length >= sent.length, 30000,
+      `all ${sent.length} tips in /api/history`);
     await sleep(1500);   // a duplicate would have arrived by now
     const events = await history(herald, channel);
     assertExactlyOnceInOrder(events, sent, `/api/history after ${rounds} ${how} restart(s)`);
@@ -551,7 +556,7 @@ async function restartWhileTipping(how, { rounds = 1, downMs = 0, history: hist 
     // a client that subscribes now with since=0 gets the same, once
     const c = await connect(herald);
     c.send({ type: 'subscribe', channels: [channel], since: { [channel]: 0 }, id: 'r' });
-    await waitFor(() => received(c).length >= TOTAL, 10000, 'recovered events');
+    await waitFor(() => received(c).length >= sent.length, 10000, 'recovered events');
     await sleep(300);
     assert.deepEqual(received(c).map((m) => keyOf(m.data)), sent.map(keyOf));
     c.close();
