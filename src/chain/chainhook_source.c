@@ -89,9 +89,17 @@ typedef struct planned {
     char *channel, *name, *data, *idem;
 } planned_t;
 
+/* Without a configured `authorization`, only direct loopback requests (not
+ * through a proxy on this host) are taken, as for the HTTP API without api_keys:
+ * a webhook that anyone could post to would let anyone publish "chain" events. */
+static bool loopback_only_ok(const conn_t *c, const http_request_t *req)
+{
+    return conn_peer_is_loopback(c) && !http_request_header(req, "X-Forwarded-For") &&
+           !http_request_header(req, "Forwarded");
+}
+
 static bool authorized(const source_t *src, const http_request_t *req)
 {
-    if (!src->authorization) return true;
     const char *got = http_request_header(req, "Authorization");
     size_t n = strlen(src->authorization);
     return got && strlen(got) == n && CRYPTO_memcmp(got, src->authorization, n) == 0;
@@ -108,7 +116,12 @@ bool sources_route(sources_t *ss, conn_t *c, http_request_t *req)
         http_respond_error(c, 405, "method_not_allowed", "Chainhook deliveries are POSTed");
         return true;
     }
-    if (!authorized(src, req)) {
+    if (!src->authorization && !loopback_only_ok(c, req)) {
+        http_respond_error(c, 403, "forbidden",
+                           "this source has no authorization configured: it only accepts direct loopback requests");
+        return true;
+    }
+    if (src->authorization && !authorized(src, req)) {
         http_respond_error(c, 401, "unauthorized", "wrong or missing Authorization header");
         return true;
     }

@@ -226,6 +226,9 @@ static int build_chainhook(source_t *src, json_t *o)
 {
     src->path = str(o, "path");
     src->authorization = str(o, "authorization");
+    if (!src->authorization)
+        log_msg(LOG_WARN, "chainhook source without authorization: it accepts direct loopback requests only", "source",
+                src->name, "path", src->path, NULL);
     json_t *prints = json_object_get(o, "prints");
     src->print_count = json_array_size(prints);
     src->prints = calloc(src->print_count + 1, sizeof *src->prints);

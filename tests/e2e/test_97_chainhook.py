@@ -504,6 +504,28 @@ class Refusals(ChainhookCase):
         # with the right header the same body is a first delivery
         self.deliver(h, body, answer(published=2))
 
+    def test_without_authorization_only_direct_loopback_requests_are_taken(self):
+        src = dict(CONFIG["sources"][0])
+        del src["authorization"]
+        h = self.start({"sources": [src]})
+        with open(h.log_path, "rb") as f:
+            records = [json.loads(ln) for ln in f.read().decode("utf-8", "replace").splitlines()
+                       if ln.startswith("{")]
+        warned = [rec for rec in records if "without authorization" in rec.get("msg", "")]
+        self.assertEqual(len(warned), 1, h.log_tail(20))
+        self.assertEqual((warned[0]["level"], warned[0]["source"]), ("warn", SOURCE))
+        plain = {"Content-Type": "application/json"}
+        body = fixture_bytes("apply-decoded.json")
+        # through a proxy on this host: refused whatever else it carries
+        for extra in ({"X-Forwarded-For": "203.0.113.7"}, {"Forwarded": "for=203.0.113.7"},
+                      {"X-Forwarded-For": "203.0.113.7", "Authorization": SECRET}):
+            st, r = self.post(h, body, headers=dict(plain, **extra))
+            assert_error_json(self, st, r, 403)
+        self.assert_nothing_published(h)
+        # a direct loopback request (a Chainhook node on this host) is taken
+        st, r = self.post(h, body, headers=plain)
+        self.assertEqual((st, r), (200, answer(published=2)))
+
     def test_other_methods_than_post_get_405(self):
         h = self.start()
         for method in ("GET", "PUT", "DELETE", "PATCH"):
