@@ -426,7 +426,11 @@ static int session(evm_runtime_t *rt)
     if (rc == 0 && !ok) rc = HERALD_EPROTO;
     if (rc == 0) {
         atomic_store(&src->count.connected, true);
-        log_msg(LOG_INFO, "evm source connected", "source", src->name, "url", src->url, NULL);
+        /* the endpoint only: providers put API keys in the path or query */
+        char endpoint[URL_MAX_HOST + 24];
+        snprintf(endpoint, sizeof endpoint, "%s://%s%s%s:%u", u.tls ? "wss" : "ws", u.ipv6 ? "[" : "", u.host,
+                 u.ipv6 ? "]" : "", (unsigned)u.port);
+        log_msg(LOG_INFO, "evm source connected", "source", src->name, "endpoint", endpoint, NULL);
         rc = backfill(rt);
     }
     while (rc == 0 && !*stop_flag(rt)) {

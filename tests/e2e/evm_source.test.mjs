@@ -340,12 +340,19 @@ test('a. tips reach the right creator channels with decoded fields; Settled and 
   }
 });
 
-test('a2. herald answers the node\'s WebSocket pings', T, async () => {
+test('a2. herald answers the node\'s WebSocket pings; the API key in the node\'s URL is never logged', T, async () => {
   const dep = await chain.deploy();
   const proxy = await new RpcProxy(ganache.wsUrl).start();
-  const server = await startHerald(heraldConfig(proxy, dep.address, { start_block: dep.blockNumber }));
+  const KEY = 'e2e-provider-key-5f1c9a';   // as providers put it: wss://host/v3/<key>
+  const server = await startHerald(heraldConfig(proxy, dep.address,
+    { start_block: dep.blockNumber, url: `${proxy.url}/v3/${KEY}?apikey=${KEY}` }));
   try {
     await waitSubscribed(server, proxy);
+    let log = '';
+    await waitFor(() => (log = fs.readFileSync(server.logPath, 'utf8')).includes('evm source connected'), 5000,
+      'the connected log line');
+    assert.match(log, new RegExp(`"msg":"evm source connected".*"endpoint":"ws://127\\.0\\.0\\.1:${proxy.port}"`));
+    assert.ok(!log.includes(KEY), 'the key appears in the log');
     for (let i = 0; i < 3; i++) {
       assert.deepEqual(await proxy.pingClients(3000), { asked: 1, answered: 1 }, `ping ${i}`);
     }
