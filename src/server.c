@@ -186,10 +186,10 @@ static int64_t on_cluster_tokens_fingerprint(void *ctx)
     return s->tokens ? tokens_fingerprint(s->tokens) : -1;
 }
 
-static json_t *on_cluster_tokens_export(void *ctx)
+static json_t *on_cluster_tokens_export(void *ctx, int64_t since_ms)
 {
     server_t *s = ctx;
-    return s->tokens ? tokens_export(s->tokens) : NULL;
+    return s->tokens ? tokens_export(s->tokens, since_ms) : NULL;
 }
 
 /* Revoked on another node: its connections here close now, not at the next

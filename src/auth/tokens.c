@@ -274,15 +274,18 @@ int64_t tokens_fingerprint(tokens_t *t)
     return fp;
 }
 
-json_t *tokens_export(tokens_t *t)
+json_t *tokens_export(tokens_t *t, int64_t since_ms)
 {
     json_t *rows = json_array();
     if (!rows) return NULL;
     pthread_mutex_lock(&t->lock);
     sqlite3_stmt *q = NULL;
     int s = SQLITE_ERROR;
-    if (sqlite3_prepare_v2(t->db, "SELECT id, hash, channels, label, created_at, revoked_at FROM tokens ORDER BY id",
+    if (sqlite3_prepare_v2(t->db,
+                           "SELECT id, hash, channels, label, created_at, revoked_at FROM tokens "
+                           "WHERE created_at >= ?1 OR revoked_at >= ?1 ORDER BY id",
                            -1, &q, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(q, 1, since_ms);
         while ((s = sqlite3_step(q)) == SQLITE_ROW) {
             char hex[65];
             const unsigned char *hash = sqlite3_column_blob(q, 1);

@@ -60,10 +60,10 @@ int64_t tokens_revoked_since(tokens_t *t, int64_t since_ms, void (*fn)(void *arg
  * A number that changes whenever a token is created or revoked here (by this
  * process, the CLI, or an import); -1 on a store error. */
 int64_t tokens_fingerprint(tokens_t *t);
-/* Every token, revoked ones included, as a JSON array of
- * {"id","hash" (SHA-256, hex),"channels","label","created_at","revoked_at" (null or ms)}.
- * NULL on a store error. */
-json_t *tokens_export(tokens_t *t);
+/* The tokens created or revoked at or after since_ms (0: every token), revoked
+ * ones included, as a JSON array of {"id","hash" (SHA-256, hex),"channels",
+ * "label","created_at","revoked_at" (null or ms)}. NULL on a store error. */
+json_t *tokens_export(tokens_t *t, int64_t since_ms);
 /* Rows from other nodes (an array of the above), in one transaction: a row
  * unknown here is inserted (a clashing id or hash is ignored); one revoked there
  * and live here is revoked here, and revoked(arg, id) is called for it after the

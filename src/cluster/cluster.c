@@ -9,6 +9,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <jansson.h>
 #include <openssl/sha.h>
 #include <pthread.h>
@@ -66,21 +67,36 @@ static const char TAKE_LUA[] =
     "if v then redis.call('DEL', KEYS[1]) end\n"
     "return v\n";
 
-/* KEYS: tokens hash, version. ARGV: id, row pairs, a row being "0" (live) or "1"
- * (revoked) followed by its JSON. A row unknown to Redis is added; a revocation
- * replaces a live row, never the reverse. The version moves when anything changed
- * (or when Redis lost it), and the merged rows come back. */
+/* KEYS: tokens hash, version, change log (zset id -> version of its last change).
+ * ARGV[1]: the version this node last merged (0: none), then id, row pairs, a row
+ * being "0" (live) or "1" (revoked) followed by its JSON. A row unknown to Redis
+ * is added; a revocation replaces a live row, never the reverse; each change is
+ * logged under one new version. Answers the version and the rows changed since
+ * the node's (all of them for a node new to this Redis, or when Redis went back:
+ * it lost data). */
 static const char TOKENS_LUA[] =
-    "local changed = false\n"
-    "for i = 1, #ARGV, 2 do\n"
+    "local ver = tonumber(redis.call('GET', KEYS[2]) or '0')\n"
+    "local seen = tonumber(ARGV[1])\n"
+    "local changed = {}\n"
+    "for i = 2, #ARGV, 2 do\n"
     "  local cur = redis.call('HGET', KEYS[1], ARGV[i])\n"
     "  if not cur or (string.sub(ARGV[i + 1], 1, 1) == '1' and string.sub(cur, 1, 1) == '0') then\n"
-    "    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]); changed = true\n"
+    "    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]); changed[#changed + 1] = ARGV[i]\n"
     "  end\n"
     "end\n"
-    "local ver = redis.call('GET', KEYS[2])\n"
-    "if changed or not ver then ver = redis.call('INCR', KEYS[2]) end\n"
-    "return {tostring(ver), redis.call('HVALS', KEYS[1])}\n";
+    "local full = seen == 0 or seen > ver\n"
+    "if #changed > 0 or ver == 0 then\n"
+    "  ver = redis.call('INCR', KEYS[2])\n"
+    "  for _, id in ipairs(changed) do redis.call('ZADD', KEYS[3], ver, id) end\n"
+    "end\n"
+    "if full then return {tostring(ver), redis.call('HVALS', KEYS[1])} end\n"
+    "local ids = redis.call('ZRANGEBYSCORE', KEYS[3], '(' .. seen, '+inf')\n"
+    "local rows = {}\n"
+    "for i = 1, #ids, 500 do\n"
+    "  local part = redis.call('HMGET', KEYS[1], unpack(ids, i, math.min(i + 499, #ids)))\n"
+    "  for _, v in ipairs(part) do if v then rows[#rows + 1] = v end end\n"
+    "end\n"
+    "return {tostring(ver), rows}\n";
 
 enum link_state { LINK_DOWN, LINK_CONNECTING, LINK_SETUP, LINK_READY };
 enum sub_state { SUB_NONE, SUB_SUBSCRIBING, SUB_SUBSCRIBED, SUB_UNSUBSCRIBING };
@@ -167,9 +183,10 @@ struct cluster {
 
     /* access tokens shared through P:tokens (engine thread only) */
     bool tok_busy;             /* a GET or merge is awaiting its reply */
-    int64_t tok_fp;            /* the local table's fingerprint after the last merge */
-    char tok_ver[32];          /* P:tokens:ver after the last merge */
-    bool tok_synced;           /* a merge succeeded since the engine started */
+    int64_t tok_fp;            /* the local table's fingerprint when the last merge exported */
+    uint64_t tok_ver;          /* P:tokens:ver after the last merge; 0: merge everything */
+    int64_t tok_export_ms;     /* wall time of the last merge's export (the next sends what changed since) */
+    int64_t tok_sent_ms;       /* ... of the merge awaiting its reply */
 
     strmap_t chans;            /* rchan_t, engine thread only */
     pending_dc_t *dcs;
@@ -935,11 +952,16 @@ static void on_wake(loop_t *loop, loop_io_t *io, uint32_t revents)
  *
  * Tokens live in each node's SQLite store (a connection must be checked without a
  * round trip to Redis); the engine keeps the stores alike through P:tokens (hash
- * id -> row) and P:tokens:ver. Every beat it either sees the local table changed
- * (an API call, the CLI, an import) and merges all its rows into Redis, or asks
- * for the version and merges only when another node moved it (or Redis lost it).
- * A merge answers with every row, which is imported here. So a token made or
- * revoked on one node holds on every node within about two beats. */
+ * id -> row), P:tokens:ver and P:tokens:log (id -> version of its last change).
+ * Every beat it either sees the local table changed (an API call, the CLI, an
+ * import) and merges the rows changed since its last merge, or asks for the
+ * version and merges (with no rows) when another node moved it. A merge answers
+ * with the rows changed since this node's last one, which are imported here; a
+ * node new to this Redis, or a Redis that went back (lost data), sends and gets
+ * everything. So a token made or revoked on one node holds on every node within
+ * about two beats, and a merge moves what changed, not the whole table. */
+
+#define TOKENS_EXPORT_SLACK_MS 5000   /* a row committed just after an export was taken */
 
 static void tokens_merged(redisAsyncContext *ac, void *r, void *priv)
 {
@@ -952,6 +974,7 @@ static void tokens_merged(redisAsyncContext *ac, void *r, void *priv)
         if (rep && !c->stopping)
             log_msg(LOG_WARN, "redis: token merge failed", "error", rep->type == REDIS_REPLY_ERROR ? rep->str : "?",
                     NULL);
+        c->tok_fp = -1;   /* try again at the next beat */
         return;
     }
     json_t *rows = json_array();
@@ -961,10 +984,13 @@ static void tokens_merged(redisAsyncContext *ac, void *r, void *priv)
         json_t *row = json_loadb(v->str + 1, v->len - 1, 0, NULL);
         if (row) json_array_append_new(rows, row);
     }
-    if (rows) c->hooks.tokens_import(c->hooks.ctx, rows);
+    if (rows && json_array_size(rows) > 0) c->hooks.tokens_import(c->hooks.ctx, rows);
     json_decref(rows);
-    snprintf(c->tok_ver, sizeof c->tok_ver, "%s", rep->element[0]->str);
-    c->tok_synced = true;
+    uint64_t ver = strtoull(rep->element[0]->str, NULL, 10);
+    /* Redis went back below what this node merged: it lost rows, this node's
+     * among them; the next beat sends everything again */
+    c->tok_ver = ver < c->tok_ver ? 0 : ver;
+    if (c->tok_ver) c->tok_export_ms = c->tok_sent_ms;
     /* tok_fp stays what it was when the rows were exported: a token made here
      * meanwhile (or an import just now) moves the fingerprint, and the next beat
      * merges again, which changes nothing once all agree */
@@ -973,15 +999,19 @@ static void tokens_merged(redisAsyncContext *ac, void *r, void *priv)
 static void tokens_merge(cluster_t *c)
 {
     int64_t fp = c->hooks.tokens_fingerprint(c->hooks.ctx);   /* before the export: see tokens_merged */
-    json_t *rows = c->hooks.tokens_export(c->hooks.ctx);
+    int64_t now = (int64_t)time_wall_ms();
+    int64_t since = c->tok_ver ? c->tok_export_ms - TOKENS_EXPORT_SLACK_MS : 0;
+    json_t *rows = c->hooks.tokens_export(c->hooks.ctx, since);
     if (!rows) return;   /* store error: logged there; the next beat tries again */
-    size_t n = json_array_size(rows), argc = 5 + 2 * n;
+    size_t n = json_array_size(rows), argc = 7 + 2 * n;
     const char **argv = calloc(argc, sizeof *argv);
     size_t *lens = calloc(argc, sizeof *lens);
     char **owned = calloc(2 * n + 1, sizeof *owned);
-    buf_t k1 = {0}, k2 = {0};
-    char nkeys[] = "2";
-    bool ok = argv && lens && owned && key(c, &k1, ":tokens", "", 0) == 0 && key(c, &k2, ":tokens:ver", "", 0) == 0;
+    buf_t k1 = {0}, k2 = {0}, k3 = {0};
+    char nkeys[] = "3", seen[24];
+    snprintf(seen, sizeof seen, "%" PRIu64, c->tok_ver);
+    bool ok = argv && lens && owned && key(c, &k1, ":tokens", "", 0) == 0 &&
+              key(c, &k2, ":tokens:ver", "", 0) == 0 && key(c, &k3, ":tokens:log", "", 0) == 0;
     size_t a = 0;
     if (ok) {
         argv[a] = "EVAL", lens[a++] = 4;
@@ -989,6 +1019,8 @@ static void tokens_merge(cluster_t *c)
         argv[a] = nkeys, lens[a++] = 1;
         argv[a] = k1.data, lens[a++] = k1.len;
         argv[a] = k2.data, lens[a++] = k2.len;
+        argv[a] = k3.data, lens[a++] = k3.len;
+        argv[a] = seen, lens[a] = strlen(seen), a++;
     }
     for (size_t i = 0; ok && i < n; i++) {
         json_t *row = json_array_get(rows, i);
@@ -1009,10 +1041,11 @@ static void tokens_merge(cluster_t *c)
     if (ok && redisAsyncCommandArgv(c->cmd.ac, tokens_merged, c, (int)a, argv, lens) == REDIS_OK) {
         c->tok_busy = true;
         c->tok_fp = fp;
+        c->tok_sent_ms = now;
     }
     for (size_t i = 0; owned && owned[i]; i++) free(owned[i]);
     free(owned), free(argv), free(lens);
-    buf_free(&k1), buf_free(&k2);
+    buf_free(&k1), buf_free(&k2), buf_free(&k3);
     json_decref(rows);
 }
 
@@ -1023,14 +1056,16 @@ static void tokens_version(redisAsyncContext *ac, void *r, void *priv)
     redisReply *rep = r;
     c->tok_busy = false;
     if (!rep || c->stopping || !link_ready(&c->cmd)) return;
-    bool same = rep->type == REDIS_REPLY_STRING && strcmp(rep->str, c->tok_ver) == 0;
-    if (!same) tokens_merge(c);   /* another node changed something, or Redis lost the tokens */
+    uint64_t ver = rep->type == REDIS_REPLY_STRING ? strtoull(rep->str, NULL, 10) : 0;
+    if (ver == c->tok_ver) return;
+    if (ver < c->tok_ver) c->tok_ver = 0;   /* Redis lost the tokens (or some): everything again */
+    tokens_merge(c);
 }
 
 static void tokens_tick(cluster_t *c)
 {
     if (!c->hooks.tokens_export || c->tok_busy || c->stopping || !link_ready(&c->cmd)) return;
-    if (!c->tok_synced || c->hooks.tokens_fingerprint(c->hooks.ctx) != c->tok_fp) {
+    if (!c->tok_ver || c->hooks.tokens_fingerprint(c->hooks.ctx) != c->tok_fp) {
         tokens_merge(c);
     } else if (redisAsyncCommand(c->cmd.ac, tokens_version, c, "GET %s:tokens:ver", c->prefix) == REDIS_OK) {
         c->tok_busy = true;

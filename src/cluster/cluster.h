@@ -20,7 +20,7 @@
  * Redis keys (P is redis.prefix): P:offsets (hash channel -> latest offset),
  * P:h:<channel> (history list), P:seq, P:epoch, P:i:<channel>\n<key> (idempotency),
  * P:nodes (hash node -> heartbeat), P:sio:<pid> (Socket.IO sessions for recovery),
- * P:tokens and P:tokens:ver (access tokens, mirrored into every node's store);
+ * P:tokens, P:tokens:ver and P:tokens:log (access tokens, mirrored into every node's store);
  * pub/sub channels P:c:<channel>, P:ctl and P:ctl:<node>.
  *
  * Owns: the thread, the loop, both connections, the queue and the channel states.
@@ -58,10 +58,11 @@ typedef struct cluster_hooks {
     /* Appends this node's heartbeat fields ("connections":N,...) without braces. */
     void (*stats)(void *ctx, buf_t *b);
     /* Access tokens shared between the nodes (all three, or none): a fingerprint of
-     * the local table, its rows (a new JSON array, tokens_export's format), and the
-     * merged rows of the cluster to take in (borrowed). */
+     * the local table, its rows created or revoked at or after since_ms (0: all; a
+     * new JSON array, tokens_export's format), and rows of other nodes to take in
+     * (borrowed). */
     int64_t (*tokens_fingerprint)(void *ctx);
-    json_t *(*tokens_export)(void *ctx);
+    json_t *(*tokens_export)(void *ctx, int64_t since_ms);
     void (*tokens_import)(void *ctx, json_t *rows);
 } cluster_hooks_t;
 

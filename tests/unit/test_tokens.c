@@ -2,7 +2,8 @@
  * nodes (tokens_fingerprint, tokens_export, tokens_import): a token made in one
  * store and imported into another works there with its scope and label; a
  * revocation travels, a revival never does; clashing and malformed rows are
- * refused; the fingerprint moves on every change and only then.
+ * refused; the fingerprint moves on every change and only then; an export since
+ * a time gives the tokens created or revoked since.
  *
  * Each test has two stores in their own mkdtemp directories, removed afterwards. */
 #include <stdarg.h>
@@ -19,6 +20,7 @@
 
 #include "auth/tokens.h"
 #include "core/err.h"
+#include "core/util.h"
 
 typedef struct pair {
     char dir_a[64], dir_b[64];
@@ -68,7 +70,7 @@ static void count_revoked(void *arg, const char *id)
 /* Every row of from imported into to; returns how many changed it. */
 static int copy_all(tokens_t *from, tokens_t *to, int *revoked)
 {
-    json_t *rows = tokens_export(from);
+    json_t *rows = tokens_export(from, 0);
     assert_non_null(rows);
     int n = 0;
     size_t bad = 99;
@@ -107,7 +109,7 @@ static void test_token_made_in_one_store_works_in_the_other(void **state)
     create(p->a, "creator:abc", "obs", &made);
     assert_int_equal(tokens_lookup(p->b, made.secret, strlen(made.secret), &found), HERALD_ENOTFOUND);
 
-    json_t *rows = tokens_export(p->a);
+    json_t *rows = tokens_export(p->a, 0);
     assert_int_equal(json_array_size(rows), 1);
     json_t *row = json_array_get(rows, 0);
     assert_string_equal(json_string_value(json_object_get(row, "id")), made.id);
@@ -149,14 +151,14 @@ static void test_revocation_travels_and_is_never_undone(void **state)
     assert_int_equal(tokens_lookup(p->b, made.secret, strlen(made.secret), &found), HERALD_ENOTFOUND);
 
     /* b's revocation is stamped with b's clock, so its workers see it */
-    json_t *rows = tokens_export(p->b);
+    json_t *rows = tokens_export(p->b, 0);
     assert_true(json_is_integer(json_object_get(json_array_get(rows, 0), "revoked_at")));
     json_decref(rows);
 
     /* a store still holding it live does not revive it elsewhere */
     token_info_t other;
     create(p->b, "creator:def", NULL, &other);
-    rows = tokens_export(p->b);
+    rows = tokens_export(p->b, 0);
     json_t *row;
     size_t i;
     json_array_foreach(rows, i, row)
@@ -181,7 +183,7 @@ static void test_clashing_and_malformed_rows_are_refused(void **state)
     create(p->b, "creator:xyz", NULL, &in_b);
 
     /* b's row under a's id: same id, another hash -> ignored, a's token intact */
-    json_t *rows = tokens_export(p->b);
+    json_t *rows = tokens_export(p->b, 0);
     json_t *row = json_array_get(rows, 0);
     json_object_set_new(row, "id", json_string(in_a.id));
     assert_int_equal(import_one(p->a, row, NULL), 0);
@@ -223,11 +225,11 @@ static void test_clashing_and_malformed_rows_are_refused(void **state)
     json_t *j = json_loads(text, 0, NULL);
     assert_int_equal(import_one(p->a, j, NULL), HERALD_EINVAL);
     json_decref(j);
-    rows = tokens_export(p->a);
+    rows = tokens_export(p->a, 0);
     assert_int_equal(json_array_size(rows), 1);   /* only a's own token */
     json_decref(rows);
     /* in a batch, a malformed row is counted and the good ones still go in */
-    rows = tokens_export(p->b);
+    rows = tokens_export(p->b, 0);
     json_array_insert_new(rows, 0, json_string("not a row"));
     size_t skipped = 0;
     assert_int_equal(tokens_import(p->a, rows, NULL, NULL, &skipped), 1);
@@ -262,6 +264,43 @@ static void test_fingerprint_moves_on_every_change_only(void **state)
     token_info_free(&two);
 }
 
+static void test_export_since_gives_what_was_created_or_revoked_since(void **state)
+{
+    pair_t *p = *state;
+    token_info_t old_one, new_one;
+    create(p->a, "creator:old", NULL, &old_one);
+    int64_t cut = old_one.created_at_ms + 1;
+    while ((int64_t)time_wall_ms() <= cut) usleep(1000);   /* the next token is made after the cut */
+    create(p->a, "creator:new", NULL, &new_one);
+    json_t *rows = tokens_export(p->a, cut);
+    assert_int_equal(json_array_size(rows), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(rows, 0), "id")), new_one.id);
+    json_decref(rows);
+    rows = tokens_export(p->a, (int64_t)time_wall_ms() + 60000);
+    assert_int_equal(json_array_size(rows), 0);
+    json_decref(rows);
+    /* a revocation is a change: the old token comes back in a later export */
+    int64_t before = (int64_t)time_wall_ms();
+    char id[TOKEN_ID_LEN + 1];
+    assert_int_equal(tokens_revoke(p->a, old_one.id, id), 0);
+    rows = tokens_export(p->a, before);
+    bool found = false;
+    for (size_t i = 0; i < json_array_size(rows); i++) {
+        json_t *row = json_array_get(rows, i);
+        if (strcmp(json_string_value(json_object_get(row, "id")), old_one.id) == 0) {
+            found = true;
+            assert_true(json_is_integer(json_object_get(row, "revoked_at")));
+        }
+    }
+    assert_true(found);
+    json_decref(rows);
+    rows = tokens_export(p->a, 0);
+    assert_int_equal(json_array_size(rows), 2);
+    json_decref(rows);
+    token_info_free(&old_one);
+    token_info_free(&new_one);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -269,6 +308,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_revocation_travels_and_is_never_undone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_clashing_and_malformed_rows_are_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fingerprint_moves_on_every_change_only, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_export_since_gives_what_was_created_or_revoked_since, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
