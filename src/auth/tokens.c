@@ -21,7 +21,8 @@ struct tokens {
 static const char schema[] =
     "CREATE TABLE IF NOT EXISTS tokens(id TEXT PRIMARY KEY, hash BLOB NOT NULL UNIQUE, channels TEXT NOT NULL,"
     " label TEXT, created_at INTEGER NOT NULL, revoked_at INTEGER);"
-    "CREATE INDEX IF NOT EXISTS tokens_revoked ON tokens(revoked_at);";
+    "CREATE INDEX IF NOT EXISTS tokens_revoked ON tokens(revoked_at);"
+    "CREATE INDEX IF NOT EXISTS tokens_created ON tokens(created_at);";   /* tokens_export since a time */
 
 void token_info_free(token_info_t *t)
 {
