@@ -46,6 +46,86 @@ function logTail(file, lines = 60) {
   }
 }
 
+// One herald process on a port and data dir of its own choosing, so that it can
+// be stopped (SIGTERM: exit status 0 required), killed (SIGKILL: a crash) and
+// started again on the same port and data dir. cleanup() removes its directory.
+export class HeraldProcess {
+  constructor(config, prefix = 'herald-e2e-proc-') {
+    this.dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+    this.dataDir = path.join(this.dir, 'data');
+    fs.mkdirSync(this.dataDir);
+    this.config = { shutdown_timeout_s: 5, ...config };
+    this.cfgPath = path.join(this.dir, 'config.json');
+    fs.writeFileSync(this.cfgPath, JSON.stringify(this.config, null, 1));
+    this.logPath = path.join(this.dir, 'herald.log');
+    this.port = null;
+    this.proc = null;
+    this.exited = null;
+  }
+
+  url(p = '') { return `http://${HOST}:${this.port}${p}`; }
+  wsUrl(p = '/ws') { return `ws://${HOST}:${this.port}${p}`; }
+  logTail(lines = 60) { return logTail(this.logPath, lines); }
+
+  // Resolves with this once /health answers 200 on port.
+  async start(port) {
+    this.port = port;
+    const env = { ...process.env };
+    for (const k of Object.keys(env)) if (k.startsWith('HERALD_') && k !== 'HERALD_BIN') delete env[k];
+    env.ASAN_OPTIONS ??= 'detect_leaks=1:abort_on_error=0';
+    env.UBSAN_OPTIONS ??= 'print_stacktrace=1:halt_on_error=1';
+    const log = fs.openSync(this.logPath, 'a');
+    const proc = spawn(HERALD_BIN, ['serve', '--config', this.cfgPath, '--listen', `${HOST}:${port}`,
+      '--data-dir', this.dataDir], { stdio: ['ignore', log, log], env, cwd: this.dir });
+    fs.closeSync(log);
+    this.proc = proc;
+    this.exited = null;
+    this.exitPromise = new Promise((resolve) => proc.on('exit', (code, signal) => {
+      this.exited = { code, signal };
+      resolve(this.exited);
+    }));
+    const deadline = Date.now() + 15000;
+    while (Date.now() < deadline && !this.exited) {
+      try {
+        const r = await fetch(this.url('/health'), { signal: AbortSignal.timeout(1000) });
+        await r.text();
+        if (r.status === 200) return this;
+      } catch { /* not listening yet */ }
+      await sleep(25);
+    }
+    if (!this.exited) proc.kill('SIGKILL'); // our own child
+    throw new Error(`herald did not start on port ${port}: ${JSON.stringify(this.exited)}\n${this.logTail()}`);
+  }
+
+  // SIGTERM; exit status 0 expected within the shutdown timeout.
+  async stop() {
+    const proc = this.proc;
+    if (!proc) return;
+    this.proc = null;
+    if (this.exited) throw new Error(`herald had already exited: ${JSON.stringify(this.exited)}\n${this.logTail()}`);
+    proc.kill('SIGTERM');
+    const limit = (this.config.shutdown_timeout_s + 5) * 1000;
+    const res = await Promise.race([this.exitPromise, sleep(limit).then(() => null)]);
+    if (!res) {
+      proc.kill('SIGKILL'); // our own child
+      await Promise.race([this.exitPromise, sleep(5000)]);
+      throw new Error(`herald did not exit within ${limit} ms of SIGTERM; killed\n${this.logTail()}`);
+    }
+    if (res.code !== 0) throw new Error(`herald exited with ${JSON.stringify(res)} (expected 0)\n${this.logTail()}`);
+  }
+
+  // A crash (or the end of a failed test): SIGKILL, no shutdown at all.
+  async kill() {
+    const proc = this.proc;
+    if (!proc) return;
+    this.proc = null;
+    if (!this.exited) proc.kill('SIGKILL'); // our own child
+    await Promise.race([this.exitPromise, sleep(5000)]);
+  }
+
+  cleanup() { fs.rmSync(this.dir, { recursive: true, force: true }); }
+}
+
 export async function startHerald(config = {}) {
   const cfg = { shutdown_timeout_s: 5, ...config };
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'herald-e2e-node-'));

@@ -7,13 +7,9 @@
 // through recovery, each exactly once and in order.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import fs from 'node:fs';
 import http from 'node:http';
-import os from 'node:os';
-import path from 'node:path';
 import { chromium } from 'playwright-core';
-import { HERALD_BIN, HOST, freePort, runCli, sleep, waitFor } from './harness.mjs';
+import { HOST, HeraldProcess, freePort, runCli, sleep, waitFor } from './harness.mjs';
 
 const LAUNCH = {
   executablePath: '/usr/bin/chromium',
@@ -24,79 +20,8 @@ const LAUNCH = {
 const TEST_DEADLINE_MS = 55000;
 
 // -- one herald process on a fixed port and data dir, so it can be restarted --------
-function logTail(file, lines = 40) {
-  try {
-    return `--- herald log tail (${file}) ---\n` + fs.readFileSync(file, 'utf8').split('\n').slice(-lines).join('\n');
-  } catch {
-    return '(no log)';
-  }
-}
-
-class Herald {
-  constructor(config) {
-    this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'herald-e2e-sse-browser-'));
-    this.dataDir = path.join(this.dir, 'data');
-    fs.mkdirSync(this.dataDir);
-    this.cfgPath = path.join(this.dir, 'config.json');
-    this.config = { shutdown_timeout_s: 5, ...config };
-    fs.writeFileSync(this.cfgPath, JSON.stringify(this.config, null, 1));
-    this.logPath = path.join(this.dir, 'herald.log');
-    this.port = null;
-    this.proc = null;
-    this.exited = null;
-  }
-
-  url(p = '') { return `http://${HOST}:${this.port}${p}`; }
-
-  async start(port) {
-    this.port = port;
-    const env = { ...process.env };
-    for (const k of Object.keys(env)) if (k.startsWith('HERALD_') && k !== 'HERALD_BIN') delete env[k];
-    env.ASAN_OPTIONS ??= 'detect_leaks=1:abort_on_error=0';
-    env.UBSAN_OPTIONS ??= 'print_stacktrace=1:halt_on_error=1';
-    const log = fs.openSync(this.logPath, 'a');
-    const proc = spawn(HERALD_BIN, ['serve', '--config', this.cfgPath, '--listen', `${HOST}:${port}`,
-      '--data-dir', this.dataDir], { stdio: ['ignore', log, log], env, cwd: this.dir });
-    fs.closeSync(log);
-    this.proc = proc;
-    this.exited = null;
-    this.exitPromise = new Promise((resolve) => proc.on('exit', (code, signal) => {
-      this.exited = { code, signal };
-      resolve(this.exited);
-    }));
-    const deadline = Date.now() + 15000;
-    while (Date.now() < deadline && !this.exited) {
-      try {
-        const r = await fetch(this.url('/health'), { signal: AbortSignal.timeout(1000) });
-        await r.text();
-        if (r.status === 200) return;
-      } catch { /* not listening yet */ }
-      await sleep(25);
-    }
-    if (!this.exited) proc.kill('SIGKILL'); // our own child
-    throw new Error(`herald did not start on port ${port}: ${JSON.stringify(this.exited)}\n${logTail(this.logPath)}`);
-  }
-
-  async stop() {
-    if (!this.proc) return;
-    const proc = this.proc;
-    this.proc = null;
-    if (this.exited) throw new Error(`herald had already exited: ${JSON.stringify(this.exited)}\n${logTail(this.logPath)}`);
-    proc.kill('SIGTERM');
-    const limit = (this.config.shutdown_timeout_s + 5) * 1000;
-    const res = await Promise.race([this.exitPromise, sleep(limit).then(() => null)]);
-    if (!res) {
-      proc.kill('SIGKILL'); // our own child
-      await Promise.race([this.exitPromise, sleep(5000)]);
-      throw new Error(`herald did not exit within ${limit} ms of SIGTERM; killed\n${logTail(this.logPath)}`);
-    }
-    if (res.code !== 0) throw new Error(`herald exited with ${JSON.stringify(res)} (expected 0)\n${logTail(this.logPath)}`);
-  }
-
-  kill() {
-    if (this.proc && !this.exited) this.proc.kill('SIGKILL'); // our own child, after a failure
-    this.proc = null;
-  }
+class Herald extends HeraldProcess {
+  constructor(config) { super(config, 'herald-e2e-sse-browser-'); }
 
   async restart() {
     const port = this.port;
@@ -119,8 +44,6 @@ class Herald {
     if (r.status !== 200) throw new Error(`publish ${channel}: ${r.status} ${JSON.stringify(body)}`);
     return body;
   }
-
-  cleanup() { fs.rmSync(this.dir, { recursive: true, force: true }); }
 }
 
 // -- the page ---------------------------------------------------------------------
@@ -174,7 +97,7 @@ after(async () => {
       await herald.stop();
       herald.cleanup();
     } catch (e) {
-      herald.kill();
+      await herald.kill();
       throw e;
     }
   }
