@@ -291,7 +291,8 @@ json_t *tokens_export(tokens_t *t, int64_t since_ms)
             char hex[65];
             const unsigned char *hash = sqlite3_column_blob(q, 1);
             if (!hash || sqlite3_column_bytes(q, 1) != 32) continue;
-            for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", hash[i]);
+            hex_encode(hex, hash, 32);
+            hex[64] = '\0';
             json_t *channels = json_loads((const char *)sqlite3_column_text(q, 2), 0, NULL);
             const char *label = (const char *)sqlite3_column_text(q, 3);
             json_t *row = json_pack("{ss ss so* so sI so}", "id", (const char *)sqlite3_column_text(q, 0), "hash",
@@ -319,7 +320,7 @@ static bool hex32(const char *s, unsigned char out[32])
         unsigned v = 0;
         for (int k = 0; k < 2; k++) {
             char c = s[2 * i + k];
-            int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+            int d = c >= 'A' && c <= 'F' ? -1 : hex_nibble(c);   /* lowercase only: the stored form */
             if (d < 0) return false;
             v = v * 16 + (unsigned)d;
         }

@@ -1,5 +1,6 @@
 #include "chain/abi.h"
 #include "chain/keccak.h"
+#include "core/util.h"
 #include "ws/utf8.h"
 
 #include <stdarg.h>
@@ -15,23 +16,6 @@
 
 static bool is_digit(char ch) { return ch >= '0' && ch <= '9'; }
 static bool is_alpha(char ch) { return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z'); }
-
-static int hex_val(char ch)
-{
-    if (ch >= '0' && ch <= '9') return ch - '0';
-    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
-    return -1;
-}
-
-static void hex_write(char *out, const uint8_t *p, size_t n)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[p[i] >> 4];
-        out[2 * i + 1] = digits[p[i] & 15];
-    }
-}
 
 /* ------------------------------------------------------------------ types */
 
@@ -303,7 +287,7 @@ int abi_event_parse(const char *signature, abi_event_t *out, char *why, size_t w
     keccak256(out->canonical, (size_t)(c - out->canonical), out->topic0);
     out->topic0_hex[0] = '0';
     out->topic0_hex[1] = 'x';
-    hex_write(out->topic0_hex + 2, out->topic0, 32);
+    hex_encode(out->topic0_hex + 2, out->topic0, 32);
     out->topic0_hex[66] = '\0';
     return 0;
 oom:
@@ -421,7 +405,7 @@ static json_t *hex_json(dec_t *d, const uint8_t *p, size_t n)
     char *s = malloc(2 * n + 3);
     if (!s) return fail(d, "out of memory");
     s[0] = '0', s[1] = 'x';
-    hex_write(s + 2, p, n);
+    hex_encode(s + 2, p, n);
     json_t *v = json_stringn(s, 2 * n + 2);
     free(s);
     return v ? v : fail(d, "out of memory");
@@ -555,7 +539,7 @@ static bool topic_bytes(const char *s, uint8_t out[32])
 {
     if (!s || s[0] != '0' || (s[1] != 'x' && s[1] != 'X')) return false;
     for (int i = 0; i < 32; i++) {
-        int hi = hex_val(s[2 + 2 * i]), lo = hi < 0 ? -1 : hex_val(s[3 + 2 * i]);
+        int hi = hex_nibble(s[2 + 2 * i]), lo = hi < 0 ? -1 : hex_nibble(s[3 + 2 * i]);
         if (lo < 0) return false;
         out[i] = (uint8_t)(hi << 4 | lo);
     }
@@ -580,7 +564,7 @@ static uint8_t *data_bytes(const char *s, size_t *len, char *why, size_t wl)
         return NULL;
     }
     for (size_t i = 0; i < digits / 2; i++) {
-        int hi = hex_val(s[2 + 2 * i]), lo = hex_val(s[3 + 2 * i]);
+        int hi = hex_nibble(s[2 + 2 * i]), lo = hex_nibble(s[3 + 2 * i]);
         if (hi < 0 || lo < 0) {
             snprintf(why, wl, "data has a non-hex character at %zu", 2 + 2 * i + (hi >= 0));
             free(out);

@@ -49,6 +49,7 @@
  * the alphabet 0-9 A-Z less I L O U, without leading zero digits, then one '0' is
  * put back per leading zero byte; the address is "S", the version's digit, that. */
 #include "chain/clarity.h"
+#include "core/util.h"
 #include "ws/utf8.h"
 
 #include <openssl/sha.h>
@@ -238,14 +239,10 @@ static json_t *value(reader_t *r, int depth);
 
 static json_t *hex_string(const uint8_t *b, size_t n)
 {
-    static const char hx[] = "0123456789abcdef";
     char *s = malloc(2 + 2 * n + 1);
     if (!s) return NULL;
     s[0] = '0', s[1] = 'x';
-    for (size_t i = 0; i < n; i++) {
-        s[2 + 2 * i] = hx[b[i] >> 4];
-        s[3 + 2 * i] = hx[b[i] & 15];
-    }
+    hex_encode(s + 2, b, n);
     s[2 + 2 * n] = '\0';
     json_t *j = json_stringn_nocheck(s, 2 + 2 * n);
     free(s);
@@ -414,14 +411,6 @@ json_t *clarity_decode(const uint8_t *data, size_t len, char *why, size_t why_le
     return j;
 }
 
-static int nibble(char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
 json_t *clarity_decode_hex(const char *hex, size_t len, char *why, size_t why_len)
 {
     reader_t r = {NULL, NULL, why, why_len};
@@ -433,7 +422,7 @@ json_t *clarity_decode_hex(const char *hex, size_t len, char *why, size_t why_le
     uint8_t *b = malloc(n);
     if (!b) return fail(&r, "out of memory");
     for (size_t i = 0; i < n; i++) {
-        int hi = nibble(hex[2 * i]), lo = nibble(hex[2 * i + 1]);
+        int hi = hex_nibble(hex[2 * i]), lo = hex_nibble(hex[2 * i + 1]);
         if (hi < 0 || lo < 0) {
             free(b);
             return fail(&r, "not hex at offset %zu", 2 * i + (hi < 0 ? 0 : 1));

@@ -36,6 +36,23 @@ void time_iso8601(uint64_t wall_ms, char out[ISO_TIME_LEN])
              (unsigned)tm.tm_sec % 100u, (unsigned)(wall_ms % 1000));
 }
 
+int hex_nibble(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+void hex_encode(char *out, const uint8_t *p, size_t n)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[p[i] >> 4];
+        out[2 * i + 1] = digits[p[i] & 15];
+    }
+}
+
 void rand_secure(void *out, size_t len)
 {
     unsigned char *p = out;

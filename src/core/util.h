@@ -31,6 +31,11 @@ int buf_reserve(buf_t *b, size_t extra);           /* 0 or HERALD_ENOMEM */
 int buf_append(buf_t *b, const void *p, size_t n);
 int buf_append_str(buf_t *b, const char *s);
 int buf_printf(buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The value of one hex digit, either case, or -1. */
+int hex_nibble(char c);
+/* n bytes as 2n lowercase hex digits at out (no terminator). */
+void hex_encode(char *out, const uint8_t *p, size_t n);
+
 /* Appends s[0..n) as a quoted JSON string. */
 int buf_append_json_str(buf_t *b, const char *s, size_t n);
 void buf_free(buf_t *b);

@@ -17,6 +17,7 @@
  * version. Those are checked here, at the same pauses, so framing cannot be read
  * two ways. Control bytes in the target and in values are refused here too. */
 #include "http/http_request.h"
+#include "core/util.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -493,24 +494,14 @@ bool http_header_has_token(const char *value, const char *token)
     }
 }
 
-static int hex_digit(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c |= 0x20;
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 /* The byte of the escape at s[i] ('%'), or -1 when it is not a valid non-NUL
  * escape inside s[0..len). */
 static int escape_at(const char *s, size_t len, size_t i)
 {
     if (len - i < 3)
         return -1;
-    int hi = hex_digit((unsigned char)s[i + 1]);
-    int lo = hex_digit((unsigned char)s[i + 2]);
+    int hi = hex_nibble(s[i + 1]);
+    int lo = hex_nibble(s[i + 2]);
     if (hi < 0 || lo < 0 || (hi | lo) == 0)
         return -1;
     return hi * 16 + lo;
