@@ -34,14 +34,18 @@ static bool key_matches(const config_t *cfg, const char *given)
     return ok;
 }
 
+bool api_direct_loopback(const conn_t *c, const http_request_t *req)
+{
+    return conn_peer_is_loopback(c) && !http_request_header(req, "X-Forwarded-For") &&
+           !http_request_header(req, "Forwarded");
+}
+
 bool api_authorize(conn_t *c, const http_request_t *req)
 {
     const config_t *cfg = c->worker->cfg;
     if (cfg->api_key_count == 0) {
         /* No keys: loopback only, and not through a proxy on this host (SPEC 9.7). */
-        if (conn_peer_is_loopback(c) && !http_request_header(req, "X-Forwarded-For") &&
-            !http_request_header(req, "Forwarded"))
-            return true;
+        if (api_direct_loopback(c, req)) return true;
         http_respond_error(c, 403, "forbidden",
                            "no api_keys are configured: the API only accepts direct loopback requests");
         return false;

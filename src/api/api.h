@@ -14,6 +14,9 @@
 
 /* Returns true when the request may use the API; otherwise it has answered 401/403. */
 bool api_authorize(conn_t *c, const http_request_t *req);
+/* A request made directly from this host, not through a proxy on it (no
+ * X-Forwarded-For or Forwarded): what an endpoint without a secret accepts. */
+bool api_direct_loopback(const conn_t *c, const http_request_t *req);
 
 void api_publish(conn_t *c, const http_request_t *req);
 void api_broadcast(conn_t *c, const http_request_t *req);

@@ -9,6 +9,7 @@
  * acknowledged; only then are the items recorded as published or retracted, so a
  * delivery that failed (503) publishes them when Chainhook retries it, and the
  * idempotency keys absorb what did go through. */
+#include "api/api.h"
 #include "api/pubwait.h"
 #include "auth/policy.h"
 #include "chain/chainhook.h"
@@ -89,15 +90,6 @@ typedef struct planned {
     char *channel, *name, *data, *idem;
 } planned_t;
 
-/* Without a configured `authorization`, only direct loopback requests (not
- * through a proxy on this host) are taken, as for the HTTP API without api_keys:
- * a webhook that anyone could post to would let anyone publish "chain" events. */
-static bool loopback_only_ok(const conn_t *c, const http_request_t *req)
-{
-    return conn_peer_is_loopback(c) && !http_request_header(req, "X-Forwarded-For") &&
-           !http_request_header(req, "Forwarded");
-}
-
 static bool authorized(const source_t *src, const http_request_t *req)
 {
     const char *got = http_request_header(req, "Authorization");
@@ -116,7 +108,9 @@ bool sources_route(sources_t *ss, conn_t *c, http_request_t *req)
         http_respond_error(c, 405, "method_not_allowed", "Chainhook deliveries are POSTed");
         return true;
     }
-    if (!src->authorization && !loopback_only_ok(c, req)) {
+    /* without a configured `authorization`, as the HTTP API without api_keys: a
+     * webhook anyone could post to would let anyone publish "chain" events */
+    if (!src->authorization && !api_direct_loopback(c, req)) {
         http_respond_error(c, 403, "forbidden",
                            "this source has no authorization configured: it only accepts direct loopback requests");
         return true;
